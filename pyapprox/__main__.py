@@ -1,0 +1,3 @@
+from pyapprox.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The ``pyapprox`` console command.
+
+Each sub-command lives in ``pyapprox/commands/<name>.py`` and defines ``configure(parser)``
+and ``run(args) -> int``. Heavy imports (torch, numba) happen inside ``run`` so that
+``pyapprox --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pyapprox.errors import PyapproxError
+
+# (command, module under pyapprox.commands, one-line help)
+COMMANDS = [
+    ("lut", "lut", "derive, convert, list and characterise multiplier lookup tables"),
+    ("hw", "hw", "hardware cost of a Verilog design from Yosys"),
+    ("demo", "demo", "the main job on the embedded default model and data set"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyapprox", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module, help_text in COMMANDS:
+        mod = importlib.import_module(f"pyapprox.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except PyapproxError as exc:
+        print(f"pyapprox {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pyapprox {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
