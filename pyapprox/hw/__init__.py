@@ -1,1 +1,1 @@
-
+"""Hardware cost of a design from Yosys synthesis."""

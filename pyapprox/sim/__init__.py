@@ -1,1 +1,1 @@
-
+"""Driving HDL tools: Yosys (introspection), Icarus Verilog and Verilator (exhaustive sweeps)."""

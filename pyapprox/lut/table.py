@@ -1,0 +1,234 @@
+"""The LUT type and its file formats.
+
+Canonical layout: a 256x256 int64 array indexed by the raw input codes ``[a_code, b_code]``.
+``operands`` says how codes and values are read:
+
+* ``"unsigned"``: codes are 0..255, values are the unsigned output;
+* ``"signed"``: codes are two's complement (code 255 is -1), values are the signed output;
+* ``"sign-magnitude"``: codes are the 8-bit magnitudes of a sign-magnitude multiplier, values are the
+  output magnitude; the product's sign is the XOR of the operand signs (verified when generated).
+
+Formats: ``.npy`` + ``.json`` sidecar (canonical, keeps all metadata); ``.bin`` 65,536 x uint16
+little-endian (EvoApproxLib/TFApprox, index a*256+b); ``.csv`` with header ``A,B,P``, one row per pair,
+A-major; ``.txt`` one decimal value per line, A-major.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pyapprox import io as pio
+from pyapprox.errors import PyapproxError
+
+OPERAND_FORMATS = ("unsigned", "signed", "sign-magnitude")
+FORMATS = (".npy", ".bin", ".csv", ".txt")
+N = 256
+
+
+def code_values(operands: str) -> np.ndarray:
+    """The operand value of each code 0..255 under an operand format."""
+    codes = np.arange(N, dtype=np.int64)
+    return codes - 256 * (codes >= 128) if operands == "signed" else codes
+
+
+@dataclass
+class LUT:
+    table: np.ndarray
+    operands: str = "unsigned"
+    out_width: int = 16
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        t = np.asarray(self.table)
+        if t.shape != (N, N):
+            raise PyapproxError(f"a LUT must be 256x256, got shape {t.shape}")
+        if not np.issubdtype(t.dtype, np.integer):
+            raise PyapproxError(f"a LUT must hold integers, got dtype {t.dtype}")
+        if self.operands not in OPERAND_FORMATS:
+            raise PyapproxError(f"operand format {self.operands!r} is not one of {', '.join(OPERAND_FORMATS)}")
+        self.table = np.ascontiguousarray(t, dtype=np.int64)
+
+    @property
+    def signed(self) -> bool:
+        return self.operands == "signed"
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or self.meta.get("top") or "lut"
+
+    def digest(self) -> str:
+        """Content hash of the arithmetic (table + operand format): what a result depends on."""
+        h = hashlib.sha256()
+        h.update(self.operands.encode())
+        h.update(self.table.tobytes())
+        return h.hexdigest()
+
+    def exact(self) -> np.ndarray:
+        """The exact product for every code pair under this LUT's operand format."""
+        v = code_values(self.operands)
+        return np.outer(v, v)
+
+    def is_exact(self) -> bool:
+        return bool(np.array_equal(self.table, self.exact()))
+
+    # -- output ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write in the format given by the file extension (atomically)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            pio.save_npy(path, self.table)
+            sidecar = dict(self.meta, operands=self.operands, out_width=self.out_width, digest=self.digest())
+            pio.write_json(path.with_suffix(".json"), sidecar)
+        elif suffix == ".bin":
+            raw = self.table & 0xFFFF
+            if self.table.min() < (-32768 if self.signed else 0) or self.table.max() > (32767 if self.signed else 65535):
+                raise PyapproxError(f"{path}: values outside 16 bits cannot be written to the uint16 .bin format")
+            pio.write_bytes(path, raw.astype("<u2").tobytes())
+        elif suffix == ".csv":
+            v = code_values(self.operands)
+            a, b = np.meshgrid(v, v, indexing="ij")
+            buf = io.StringIO()
+            buf.write("A,B,P\n")
+            np.savetxt(buf, np.stack([a.ravel(), b.ravel(), self.table.ravel()], 1), fmt="%d", delimiter=",")
+            pio.write_text(path, buf.getvalue())
+        elif suffix == ".txt":
+            pio.write_text(path, "\n".join(map(str, self.table.ravel().tolist())) + "\n")
+        else:
+            raise PyapproxError(f"{path}: unknown LUT format {suffix!r}; use one of {', '.join(FORMATS)}")
+        return path
+
+    # -- input ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, operands: str | None = None) -> "LUT":
+        """Read a LUT file. ``operands`` overrides/sets the operand format (needed for .bin/.csv/.txt
+        of signed tables; .npy files carry it in their sidecar)."""
+        path = Path(path)
+        if not path.is_file():
+            raise PyapproxError(f"LUT file {path}: no such file")
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            return _load_npy(path, operands)
+        if suffix == ".bin":
+            raw = path.read_bytes()
+            if len(raw) != 2 * N * N:
+                raise PyapproxError(f"LUT file {path}: {len(raw)} bytes, expected {2 * N * N} "
+                                    f"(65,536 little-endian uint16 values)")
+            t = np.frombuffer(raw, dtype="<u2").astype(np.int64).reshape(N, N)
+            ops = operands or "unsigned"
+            if ops == "signed":
+                t = t - 65536 * (t >= 32768)
+            return cls(t, ops, 16, {"source": str(path), "name": path.stem})
+        if suffix == ".csv":
+            return _load_csv(path, operands)
+        if suffix == ".txt":
+            return _load_txt(path, operands)
+        raise PyapproxError(f"LUT file {path}: unknown format {suffix!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _width_of(t: np.ndarray, signed: bool) -> int:
+    lo, hi = int(t.min()), int(t.max())
+    if signed:
+        bits = max(lo.bit_length() if lo < 0 else 0, hi.bit_length()) + 1
+    else:
+        bits = hi.bit_length()
+    return max(16, bits)
+
+
+def _load_npy(path: Path, operands: str | None) -> LUT:
+    try:
+        t = pio.load_npy(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PyapproxError(f"LUT file {path}: not a readable .npy array ({exc})") from exc
+    if t.shape != (N, N) or not np.issubdtype(t.dtype, np.integer):
+        raise PyapproxError(f"LUT file {path}: expected a 256x256 integer array, got {t.dtype} {t.shape}")
+    meta = {}
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as exc:
+            raise PyapproxError(f"LUT sidecar {sidecar}: invalid JSON ({exc})") from exc
+    ops = operands or meta.pop("operands", "unsigned")
+    width = int(meta.pop("out_width", _width_of(t, ops == "signed")))
+    digest = meta.pop("digest", None)
+    lut = LUT(t, ops, width, meta)
+    if digest is not None and operands is None and digest != lut.digest():
+        raise PyapproxError(f"LUT file {path}: table does not match the digest in {sidecar.name} "
+                            f"(file modified or torn)")
+    lut.meta.setdefault("source", str(path))
+    return lut
+
+
+def _pairs_to_table(path: Path, a: np.ndarray, b: np.ndarray, p: np.ndarray, operands: str | None,
+                    first_row: int) -> LUT:
+    signed_values = (a < 0).any() or (b < 0).any()
+    ops = operands or ("signed" if signed_values else "unsigned")
+    lo = -128 if ops == "signed" else 0
+    hi = 127 if ops == "signed" else 255
+    bad = np.nonzero((a < lo) | (a > hi) | (b < lo) | (b > hi))[0]
+    if bad.size:
+        i = bad[0]
+        raise PyapproxError(f"LUT file {path}: row {i + first_row} has operand pair ({a[i]}, {b[i]}) outside "
+                            f"{lo}..{hi} for {ops} operands")
+    idx = (a & 0xFF) * N + (b & 0xFF)
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    dup = np.nonzero(sidx[1:] == sidx[:-1])[0]
+    if dup.size:
+        rows = sorted(order[dup[0]:dup[0] + 2] + first_row)
+        k = sidx[dup[0]]
+        raise PyapproxError(f"LUT file {path}: duplicate pair (A={a[order[dup[0]]]}, B={b[order[dup[0]]]}) "
+                            f"in rows {rows[0]} and {rows[1]}")
+    if sidx.size != N * N:
+        present = np.zeros(N * N, bool)
+        present[sidx] = True
+        k = int(np.nonzero(~present)[0][0])
+        va, vb = code_values(ops)[k // N], code_values(ops)[k % N]
+        raise PyapproxError(f"LUT file {path}: {N * N - sidx.size} of 65,536 pairs missing, first (A={va}, B={vb})")
+    t = np.empty(N * N, np.int64)
+    t[idx] = p
+    t = t.reshape(N, N)
+    return LUT(t, ops, _width_of(t, ops == "signed"), {"source": str(path), "name": path.stem})
+
+
+def _load_csv(path: Path, operands: str | None) -> LUT:
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip().upper() for h in header] != ["A", "B", "P"]:
+            raise PyapproxError(f"LUT file {path}: first line must be the header A,B,P, got {header}")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != 3:
+                raise PyapproxError(f"LUT file {path}: line {lineno} has {len(row)} fields, expected 3 (A,B,P)")
+            try:
+                rows.append((int(row[0]), int(row[1]), int(row[2])))
+            except ValueError as exc:
+                raise PyapproxError(f"LUT file {path}: line {lineno} is not three integers: {row}") from exc
+    if not rows:
+        raise PyapproxError(f"LUT file {path}: no data rows")
+    arr = np.array(rows, dtype=np.int64)
+    return _pairs_to_table(path, arr[:, 0], arr[:, 1], arr[:, 2], operands, first_row=2)
+
+
+def _load_txt(path: Path, operands: str | None) -> LUT:
+    lines = path.read_text().split()
+    if len(lines) != N * N:
+        raise PyapproxError(f"LUT file {path}: {len(lines)} values, expected 65,536 (one per line, A-major)")
+    try:
+        t = np.array([int(s) for s in lines], dtype=np.int64).reshape(N, N)
+    except ValueError:
+        bad = next(i for i, s in enumerate(lines) if not s.lstrip("-").isdigit())
+        raise PyapproxError(f"LUT file {path}: line {bad + 1} is not an integer: {lines[bad]!r}") from None
+    ops = operands or ("signed" if (t < 0).any() else "unsigned")
+    return LUT(t, ops, _width_of(t, ops == "signed"), {"source": str(path), "name": path.stem})
