@@ -110,10 +110,10 @@ def eigen_crop(arr: Any, crop: Sequence[int] = EIGEN_CROP) -> np.ndarray:
     return arr[..., t:b, l:r]
 
 
-def _check_pair(gt: Any, pred: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(gt: Any, pred: Any, what: str, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     try:
-        gt = np.asarray(gt, dtype=np.float64)
-        pred = np.asarray(pred, dtype=np.float64)
+        gt = np.asarray(gt, dtype=dtype)
+        pred = np.asarray(pred, dtype=dtype)
     except (ValueError, TypeError) as e:
         raise PyapproxError(f"{what}: inputs must be numeric arrays of equal shape ({e})") from None
     if gt.shape != pred.shape:
@@ -161,7 +161,11 @@ def evaluate_depth(gt_batch: Any, pred_batch: Any, *, crop: bool = False) -> dic
         pred_batch = pred_batch.detach().cpu().numpy()
     if isinstance(gt_batch, torch.Tensor):
         gt_batch = gt_batch.detach().cpu().numpy()
-    gt, pred = _check_pair(gt_batch, pred_batch, "evaluate_depth")
+    # keep the caller's float dtype here (the full test set in float64 would be ~2.7 GB);
+    # compute_errors converts one image at a time
+    gt, pred = _check_pair(gt_batch, pred_batch, "evaluate_depth", dtype=None)
+    if not (np.issubdtype(gt.dtype, np.number) and np.issubdtype(pred.dtype, np.number)):
+        raise PyapproxError(f"evaluate_depth: inputs must be numeric, got {gt.dtype} and {pred.dtype}")
     if gt.ndim != 3:
         raise PyapproxError(f"evaluate_depth: expected [N, H, W] depth maps, got shape {tuple(gt.shape)}")
     if crop:
