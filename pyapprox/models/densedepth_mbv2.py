@@ -50,6 +50,7 @@ __all__ = [
     "short_name",
     "conv_kind",
     "load_weights",
+    "fusion_groups",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -365,3 +366,27 @@ def load_weights(model: nn.Module, state_dict_or_path: Any) -> nn.Module:
     except RuntimeError as e:
         raise PyapproxError(f"{source}: failed to load densedepth_mbv2 weights", detail=str(e)) from None
     return model
+
+
+def fusion_groups(model: "DenseDepthMBV2") -> list[tuple[str, str | None, str | None, str | None]]:
+    """(conv, batchnorm, activation module, activation kind) for every conv, in forward order.
+
+    Kinds: ``"relu6"``, ``"leaky0.2"`` or None. Used to fold BatchNorm and fuse activations into the
+    quantized convolutions; the BN and activation modules named here become identities.
+    """
+    modules = dict(model.named_modules())
+    groups = []
+    for name, conv in conv_layers(model):
+        parent, _, leaf = name.rpartition(".")
+        bn = act = kind = None
+        if isinstance(modules.get(parent), nn.Sequential):
+            nxt = f"{parent}.{int(leaf) + 1}"
+            if isinstance(modules.get(nxt), nn.BatchNorm2d):
+                bn = nxt
+                nxt2 = f"{parent}.{int(leaf) + 2}"
+                if isinstance(modules.get(nxt2), nn.ReLU6):
+                    act, kind = nxt2, "relu6"
+        elif isinstance(modules.get(parent), UpSample) and leaf in ("convA", "convB"):
+            act, kind = f"{parent}.leakyrelu{leaf[-1]}", "leaky0.2"
+        groups.append((name, bn, act, kind))
+    return groups

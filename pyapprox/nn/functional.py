@@ -1,0 +1,159 @@
+"""Integer arithmetic of the accelerator, as plain vectorised reference code.
+
+Everything here works on integer codes (see :mod:`pyapprox.nn.config` for the number model) and is
+the reference that the fast kernels and the RTL MAC array are compared with bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pyapprox.errors import PyapproxError
+
+_pair = torch.nn.modules.utils._pair
+
+
+def product_table(table: np.ndarray, operand_format: str, weight_port: str) -> tuple[np.ndarray, int]:
+    """Signed product of every (weight code, activation code) pair, indexed ``[w + off, x + off]``.
+
+    ``table`` is the LUT's 256x256 array indexed by the multiplier's raw port codes ``[a, b]``.
+    Sign-magnitude: codes -255..255, product = sign(w) sign(x) table[|w|, |x|] (zero stays zero).
+    int8: codes -128..127, product = table[w & 255, x & 255] (a signed table).
+    """
+    t = np.asarray(table, dtype=np.int64)
+    if weight_port == "b":
+        t = t.T  # t[w, x] = LUT[a=x, b=w]
+    if operand_format == "sign-magnitude":
+        v = np.arange(-255, 256)
+        mag = np.abs(v)
+        sign = np.sign(v)
+        st = t[mag[:, None], mag[None, :]] * (sign[:, None] * sign[None, :])
+        return np.ascontiguousarray(st), 255
+    if operand_format == "int8":
+        v = np.arange(-128, 128)
+        st = t[(v & 255)[:, None], (v & 255)[None, :]]
+        return np.ascontiguousarray(st), 128
+    raise PyapproxError(f"unknown operand format {operand_format!r}")
+
+
+def exact_product_table(operand_format: str) -> tuple[np.ndarray, int]:
+    lo, hi = (-255, 255) if operand_format == "sign-magnitude" else (-128, 127)
+    v = np.arange(lo, hi + 1, dtype=np.int64)
+    return np.outer(v, v), -lo
+
+
+def conv_output_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
+    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def im2col(x: torch.Tensor, kernel, stride, padding, dilation) -> torch.Tensor:
+    """[N, C, H, W] integer codes -> [N, C*kh*kw, L] int64 columns (zero padding = code 0), im2col order
+    (channel, kernel row, kernel column)."""
+    cols = F.unfold(x.to(torch.float64), kernel, dilation=dilation, padding=padding, stride=stride)
+    return cols.to(torch.int64)
+
+
+def wrap(acc: torch.Tensor, bits: int) -> torch.Tensor:
+    half = 1 << (bits - 1)
+    return ((acc + half) % (1 << bits)) - half
+
+
+def lut_conv2d_reference(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int, bias: torch.Tensor | None,
+                         stride=1, padding=0, dilation=1, groups=1, acc_bits=32, acc_mode="wrap",
+                         chunk: int = 4096) -> tuple[torch.Tensor, int]:
+    """Convolution of integer codes in which every product is ``ptable[w + offset, x + offset]``.
+
+    Returns the accumulators [N, O, Ho, Wo] (int64, already wrapped/saturated to ``acc_bits``) and the
+    number of outputs whose running sum overflowed. Accumulation order: bias, then im2col order.
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if c != cg * groups or o % groups:
+        raise PyapproxError(f"conv shapes do not fit: input {c} channels, weight {tuple(w.shape)}, groups {groups}")
+    ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = conv_output_size(wd, kw, stride[1], padding[1], dilation[1])
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    pt = torch.from_numpy(np.asarray(ptable, dtype=np.int64))
+    size = pt.shape[0]
+    og = o // groups
+    out = torch.empty((n, o, ho * wo), dtype=torch.int64)
+    overflow = 0
+    b = torch.zeros(o, dtype=torch.int64) if bias is None else bias.to(torch.int64)
+    for g in range(groups):
+        cols = im2col(x[:, g * cg:(g + 1) * cg], (kh, kw), stride, padding, dilation) + offset  # [N, K, L]
+        wg = (w[g * og:(g + 1) * og].reshape(og, -1).to(torch.int64) + offset)  # [og, K]
+        if cols.min() < 0 or cols.max() >= size or wg.min() < 0 or wg.max() >= size:
+            raise PyapproxError("operand code outside the table's range")
+        k = wg.shape[1]
+        for i in range(n):
+            for s in range(0, ho * wo, chunk):
+                xc = cols[i, :, s:s + chunk]  # [K, Lc]
+                prod = pt.view(-1)[wg[:, :, None] * size + xc[None, :, :]]  # [og, K, Lc]
+                acc0 = b[g * og:(g + 1) * og, None].expand(og, xc.shape[1])
+                if acc_mode == "wrap":
+                    run = torch.cumsum(torch.cat([acc0[:, None, :], prod], 1), 1)  # running sums [og, K+1, Lc]
+                    flagged = ((run < lo) | (run > hi)).any(1)
+                    res = wrap(run[:, -1], acc_bits)
+                else:
+                    acc = acc0.clamp(lo, hi)
+                    flagged = (acc0 < lo) | (acc0 > hi)
+                    for j in range(k):
+                        acc = acc + prod[:, j]
+                        flagged |= (acc < lo) | (acc > hi)
+                        acc = acc.clamp(lo, hi)
+                    res = acc
+                overflow += int(flagged.sum())
+                out[i, g * og:(g + 1) * og, s:s + chunk] = res
+    return out.view(n, o, ho, wo), overflow
+
+
+def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0, dilation=1,
+                     groups=1) -> torch.Tensor:
+    """Exact integer convolution (no accumulator limit) via float64, exact while |sums| < 2^53."""
+    y = F.conv2d(x.to(torch.float64), w.to(torch.float64), None, stride, padding, dilation, groups)
+    y = y.to(torch.int64)
+    if bias is not None:
+        y = y + bias.to(torch.int64).view(1, -1, 1, 1)
+    return y
+
+
+def quantize(x: torch.Tensor, scale: float, qmin: int, qmax: int) -> torch.Tensor:
+    """clamp(round-half-even(x / scale)) as int32 codes."""
+    return torch.clamp(torch.round(x / scale), qmin, qmax).to(torch.int32)
+
+
+def requant_params(real_multiplier: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer M (``bits`` bits, top bit set) and shift S with M / 2^S ~= real multiplier, per channel."""
+    m = np.asarray(real_multiplier, dtype=np.float64)
+    if (m <= 0).any() or not np.isfinite(m).all():
+        raise PyapproxError("requantization multipliers must be positive and finite")
+    e = np.floor(np.log2(m)).astype(np.int64)
+    shift = (bits - 1) - e
+    mult = np.round(m * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    top = mult >= (1 << bits)
+    mult[top] //= 2
+    shift[top] -= 1
+    return mult, shift
+
+
+def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, mult_neg: torch.Tensor | None,
+               qlo: torch.Tensor | int, qhi: torch.Tensor | int) -> torch.Tensor:
+    """q = clamp((acc * M + 2^(S-1)) >> S), with M_neg for negative accumulators when given (LeakyReLU).
+
+    ``acc`` is [N, O, H, W] int64, ``mult``/``shift``/``mult_neg``/``qlo``/``qhi`` per output channel.
+    """
+    shape = (1, -1, 1, 1)
+    m = mult.view(shape)
+    if mult_neg is not None:
+        m = torch.where(acc < 0, mult_neg.view(shape), m)
+    s = shift.view(shape)
+    prod = acc * m
+    pos = s > 0
+    rounded = torch.where(pos, (prod + (torch.ones_like(s) << (s - 1).clamp(min=0))) >> s.clamp(min=0),
+                          prod << (-s).clamp(min=0))
+    lo = qlo.view(shape) if isinstance(qlo, torch.Tensor) else qlo
+    hi = qhi.view(shape) if isinstance(qhi, torch.Tensor) else qhi
+    return torch.maximum(torch.minimum(rounded, torch.as_tensor(hi)), torch.as_tensor(lo))

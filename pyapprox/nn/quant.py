@@ -1,0 +1,257 @@
+"""Quantize a float network into the accelerator's arithmetic (see :mod:`pyapprox.nn.config`).
+
+Steps: fold BatchNorm and fuse activations (:func:`fuse`), run calibration images through the fused float
+network to find every tensor's scale (:func:`calibrate`), then replace each conv by a :class:`QConv2d`
+(:func:`quantize_model`). Module names stay those of the float model, so layer selectors and
+``state_dict`` keys keep meaning the same layers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pyapprox.errors import PyapproxError
+from pyapprox.nn import functional as QF
+from pyapprox.nn.approx_conv import ApproxConv2d
+from pyapprox.nn.config import AccelConfig
+
+ACTIVATIONS = (None, "relu6", "leaky0.2")
+_SAMPLES_PER_IMAGE = 1 << 16
+
+
+def _activate(y: torch.Tensor, act: str | None) -> torch.Tensor:
+    if act == "relu6":
+        return F.relu6(y)
+    if act == "leaky0.2":
+        return F.leaky_relu(y, 0.2)
+    return y
+
+
+class FusedConv(nn.Module):
+    """Float conv with BatchNorm folded in and its activation fused: the layer the accelerator computes."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, act: str | None):
+        super().__init__()
+        w = conv.weight.detach().to(torch.float64)
+        b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        if bn is not None:
+            scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+            w = w * scale.view(-1, 1, 1, 1)
+            b = (b - bn.running_mean.detach().double()) * scale + bn.bias.detach().double()
+        self.register_buffer("weight", w.float())
+        self.register_buffer("bias", b.float())
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return _activate(y, self.act)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def fusion_groups(model: nn.Module):
+    fn = getattr(type(model), "fusion_groups", None)
+    if fn is None:
+        from pyapprox.models import densedepth_mbv2
+
+        fn = densedepth_mbv2.fusion_groups
+    return fn(model)
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) whose convs are :class:`FusedConv` and whose BN/activation modules
+    that were fused are identities. Computes the same function as ``model`` up to float rounding."""
+    model = copy.deepcopy(model).eval()
+    mods = dict(model.named_modules())
+    for conv_name, bn_name, act_name, act in fusion_groups(model):
+        _set_module(model, conv_name, FusedConv(mods[conv_name], mods[bn_name] if bn_name else None, act))
+        for extra in (bn_name, act_name):
+            if extra:
+                _set_module(model, extra, nn.Identity())
+    return model
+
+
+# -- calibration --------------------------------------------------------------------------------------
+@dataclass
+class _Stats:
+    maxabs: float = 0.0
+    samples: list = field(default_factory=list)
+
+    def add(self, x: torch.Tensor) -> None:
+        a = x.detach().abs().flatten()
+        self.maxabs = max(self.maxabs, float(a.max()) if a.numel() else 0.0)
+        step = max(1, a.numel() // _SAMPLES_PER_IMAGE)
+        self.samples.append(a[::step].to(torch.float32).numpy())
+
+    def scale(self, cfg: AccelConfig) -> float:
+        q = cfg.qmax
+        if self.maxabs <= 0 or not math.isfinite(self.maxabs):
+            return 1.0
+        if cfg.calibration == "max":
+            clip = self.maxabs
+        else:
+            data = np.concatenate(self.samples + [np.array([self.maxabs], np.float32)]).astype(np.float64)
+            if cfg.calibration == "percentile":
+                clip = float(np.percentile(data, cfg.percentile))
+            else:  # mse: clip value minimising the quantization error on the samples
+                best, clip = math.inf, self.maxabs
+                for c in np.linspace(self.maxabs / 32, self.maxabs, 128):
+                    s = c / q
+                    err = float(np.mean((np.minimum(data, c) - np.round(np.minimum(data, c) / s) * s) ** 2
+                                        + np.maximum(data - c, 0) ** 2))
+                    if err < best:
+                        best, clip = err, float(c)
+        clip = clip if clip > 0 else self.maxabs
+        return clip / q
+
+
+@dataclass
+class Calibration:
+    """Per conv: input scale, output scale, and which conv (if any) directly produces its input."""
+
+    input_scale: dict
+    output_scale: dict
+    chained_from: dict
+    order: list
+    config: AccelConfig
+
+
+@torch.no_grad()
+def calibrate(fused: nn.Module, images: list[torch.Tensor], cfg: AccelConfig) -> Calibration:
+    """Run ``images`` (each [N, 3, H, W], preprocessed) through ``fused`` and derive all activation scales."""
+    if not images:
+        raise PyapproxError("calibration needs at least one image")
+    convs = [(n, m) for n, m in fused.named_modules() if isinstance(m, FusedConv)]
+    names = {id(m): n for n, m in convs}
+    in_stats = {n: _Stats() for n, _ in convs}
+    out_stats = {n: _Stats() for n, _ in convs}
+    chained: dict[str, str | None] = {}
+    order: list[str] = []
+    state = {"prev": None, "prev_out": None}
+
+    def hook(module, inputs, output):
+        name = names[id(module)]
+        x = inputs[0]
+        src = state["prev"] if state["prev_out"] is not None and x is state["prev_out"] else None
+        if chained.setdefault(name, src) != src:
+            raise PyapproxError(f"layer {name}: inconsistent dataflow between calibration images")
+        if name not in order:
+            order.append(name)
+        in_stats[name].add(x)
+        out_stats[name].add(output)
+        state["prev"], state["prev_out"] = name, output
+
+    handles = [m.register_forward_hook(hook) for _, m in convs]
+    try:
+        for img in images:
+            if not torch.isfinite(img).all():
+                raise PyapproxError("calibration image contains NaN or infinite values")
+            state["prev"] = state["prev_out"] = None
+            fused(img)
+    finally:
+        for h in handles:
+            h.remove()
+    output_scale = {n: out_stats[n].scale(cfg) for n in order}
+    input_scale = {n: (output_scale[chained[n]] if chained[n] else in_stats[n].scale(cfg)) for n in order}
+    return Calibration(input_scale, output_scale, chained, order, cfg)
+
+
+# -- the quantized layer ------------------------------------------------------------------------------
+class QConv2d(nn.Module):
+    """Quantize input -> integer conv (LUT products) -> requantize with fused activation -> dequantize.
+
+    The float interface keeps non-conv operations (residual add, upsampling, concat) in float32, while a
+    conv feeding another conv directly passes exact integer codes (both use the same tensor scale).
+    """
+
+    def __init__(self, fused: FusedConv, s_in: float, s_out: float | None, cfg: AccelConfig, name: str = "",
+                 backend: str = "auto"):
+        super().__init__()
+        self.name = name
+        self.cfg = cfg
+        self.act = fused.act
+        w = fused.weight.double()
+        o = w.shape[0]
+        wmax = w.abs().reshape(o, -1).max(1).values
+        s_w = torch.where(wmax > 0, wmax / cfg.qmax, torch.ones_like(wmax))
+        w_codes = torch.clamp(torch.round(w / s_w.view(-1, 1, 1, 1)), -cfg.qmax, cfg.qmax).to(torch.int32)
+        acc_scale = s_in * s_w  # float value of one accumulator unit, per output channel
+        lo, hi = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
+        bias_codes = torch.round(fused.bias.double() / acc_scale).clamp(lo, hi).to(torch.int64)
+        self.conv = ApproxConv2d(w_codes, bias_codes, fused.stride, fused.padding, fused.dilation, fused.groups,
+                                 cfg.operand_format, cfg.weight_port, cfg.acc_bits, cfg.acc_mode, backend)
+        self.s_in = float(s_in)
+        self.s_out = None if s_out is None else float(s_out)
+        self.register_buffer("weight_scale", s_w.float())
+        self.register_buffer("acc_scale", acc_scale.to(torch.float64))
+        if s_out is not None:
+            mult, shift = QF.requant_params((acc_scale / s_out).numpy(), cfg.requant_bits)
+            self.register_buffer("rq_mult", torch.from_numpy(mult))
+            self.register_buffer("rq_shift", torch.from_numpy(shift))
+            neg = torch.from_numpy(np.round(0.2 * mult).astype(np.int64)) if self.act == "leaky0.2" else None
+            self.rq_mult_neg = neg
+            qlo = 0 if self.act == "relu6" else cfg.qmin
+            qhi = min(cfg.qmax, int(round(6.0 / s_out))) if self.act == "relu6" else cfg.qmax
+            self.qlo, self.qhi = qlo, qhi
+        self.macs = 0
+
+    @property
+    def multiplier(self) -> str:
+        return self.conv.multiplier
+
+    def set_lut(self, lut) -> None:
+        self.conv.set_lut(lut)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        return QF.quantize(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
+
+    def output_codes(self, acc: torch.Tensor) -> torch.Tensor:
+        return QF.requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes = self.quantize_input(x)
+        acc = self.conv(codes)
+        o, cg, kh, kw = self.conv.weight_codes.shape
+        self.macs += acc.numel() * cg * kh * kw
+        if self.s_out is None:
+            return (acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float()
+        return (self.output_codes(acc).to(torch.float32) * self.s_out)
+
+    def extra_repr(self) -> str:
+        return f"s_in={self.s_in:.4g}, s_out={self.s_out}, act={self.act}"
+
+
+def quantize_model(model: nn.Module, calib_images: list[torch.Tensor], cfg: AccelConfig | None = None,
+                   backend: str = "auto") -> nn.Module:
+    """The accelerator version of ``model``: every conv a :class:`QConv2d` computing with the exact product
+    (use :func:`pyapprox.nn.plan.approximate` to swap in approximate multipliers)."""
+    cfg = cfg or AccelConfig()
+    fused = fuse(model)
+    cal = calibrate(fused, calib_images, cfg)
+    qmodel = fused
+    convs = [(n, m) for n, m in fused.named_modules() if isinstance(m, FusedConv)]
+    missing = [n for n, _ in convs if n not in cal.input_scale]
+    if missing:
+        raise PyapproxError(f"calibration never ran layer(s) {', '.join(missing[:3])}")
+    last = cal.order[-1]
+    for name, m in convs:
+        s_out = None if name == last else cal.output_scale[name]
+        _set_module(qmodel, name, QConv2d(m, cal.input_scale[name], s_out, cfg, name, backend))
+    qmodel.accel_config = cfg
+    qmodel.calibration = cal
+    return qmodel
+
+
+def qconv_layers(qmodel: nn.Module) -> list[tuple[str, QConv2d]]:
+    return [(n, m) for n, m in qmodel.named_modules() if isinstance(m, QConv2d)]

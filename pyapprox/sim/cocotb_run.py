@@ -1,0 +1,59 @@
+"""Build and run a cocotb test module on Icarus Verilog or Verilator (cocotb 2.x runner API).
+
+Verilator builds always get :data:`pyapprox.sim.tools.VERILATOR_SAFE_FLAGS` (``-fno-dfg`` ...).
+Output goes to a log file in the build directory; on failure its tail is attached to the error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyapprox.errors import PyapproxError
+from pyapprox.sim import tools
+
+
+def run_cocotb(simulator: str, sources, top: str, test_module: str, test_dir: Path, build_dir: Path,
+               parameters: dict | None = None, defines: dict | None = None,
+               extra_env: dict | None = None) -> Path:
+    """Build ``top`` from ``sources`` and run ``test_module``; return the results XML. Raises on failure."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    build_args: list[str] = []
+    if simulator == "verilator":
+        tool = tools.verilator()
+        os.environ.update(dict(tool.env))  # the runner looks Verilator up on PATH / VERILATOR_ROOT
+        build_args = [*tools.VERILATOR_SAFE_FLAGS, "-Wno-TIMESCALEMOD", "-CFLAGS", "-O0"]
+    elif simulator == "icarus":
+        tools.icarus()
+    else:
+        raise PyapproxError(f"unknown simulator {simulator!r}; valid: icarus, verilator")
+    runner = get_runner(simulator)
+    build_log = build_dir / "build.log"
+    test_log = build_dir / "test.log"
+    try:
+        runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
+                     parameters=parameters or {}, defines=defines or {}, build_args=build_args,
+                     timescale=("1ns", "1ps"), log_file=str(build_log), always=True)
+    except Exception as exc:  # the runner raises CalledProcessError/SystemExit-like errors
+        tail = build_log.read_text()[-4000:] if build_log.exists() else str(exc)
+        raise PyapproxError(f"{simulator} could not build {top}", tail) from exc
+    xml = build_dir / "results.xml"
+    if xml.exists():
+        xml.unlink()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(test_dir), os.environ.get("PYTHONPATH", "")]))}
+    env.update(extra_env or {})
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=str(build_dir), test_dir=str(test_dir),
+                    parameters=parameters or {}, extra_env=env, results_xml=str(xml),
+                    timescale=("1ns", "1ps"), log_file=str(test_log))
+    except Exception as exc:
+        tail = test_log.read_text()[-4000:] if test_log.exists() else str(exc)
+        raise PyapproxError(f"{simulator} run of {test_module} on {top} failed", tail) from exc
+    n, failed = get_results(xml)
+    if n == 0 or failed:
+        tail = test_log.read_text()[-4000:] if test_log.exists() else ""
+        raise PyapproxError(f"{simulator}: {failed} of {n} cocotb tests failed for {top}", tail)
+    return xml
