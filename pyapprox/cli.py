@@ -17,6 +17,9 @@ from pyapprox.errors import PyapproxError
 COMMANDS = [
     ("lut", "lut", "derive, convert, list and characterise multiplier lookup tables"),
     ("hw", "hw", "hardware cost of a Verilog design from Yosys"),
+    ("layers", "layers", "list the network's convolutions (kind, shape, MACs, short names)"),
+    ("eval", "eval", "score float, exact-quantized and approximate networks on a depth data set"),
+    ("train", "train", "train densedepth_mbv2 on the synthetic indoor scenes"),
     ("demo", "demo", "the main job on the embedded default model and data set"),
 ]
 

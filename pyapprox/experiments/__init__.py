@@ -1,1 +1,1 @@
-
+"""Experiments users run: library tables, evaluations, sweeps, search and reports."""

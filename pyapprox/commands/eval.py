@@ -1,0 +1,86 @@
+"""``pyapprox eval``: depth metrics of float, exact-quantized and approximate networks side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def add_model_args(p) -> None:
+    """Options shared by every command that builds the quantized network."""
+    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed synthetic-trained weights)")
+    p.add_argument("--config", help="accelerator configuration JSON (see pyapprox.nn.config.AccelConfig)")
+    p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+    p.add_argument("--weight-port", choices=["a", "b"])
+    p.add_argument("--acc-bits", type=int)
+    p.add_argument("--acc-mode", choices=["wrap", "saturate"])
+    p.add_argument("--calibration", choices=["max", "percentile", "mse"])
+    p.add_argument("--calib-images", type=int)
+    p.add_argument("--calib-data", help="data set for calibration (default: synthetic:val for synthetic data, "
+                                        "else the first images of --data)")
+    p.add_argument("--backend", choices=["auto", "reference", "exact", "numba"], default="auto")
+
+
+def accel_config(args):
+    from pyapprox.nn.config import AccelConfig
+
+    base = AccelConfig.load(args.config).to_dict() if args.config else AccelConfig().to_dict()
+    for key in ("operand_format", "weight_port", "acc_bits", "acc_mode", "calibration", "calib_images"):
+        v = getattr(args, key, None)
+        if v is not None:
+            base[key] = v
+    return AccelConfig.from_dict(base)
+
+
+def plan_rules(args) -> list:
+    from pyapprox.nn.plan import load_plan, parse_flag
+
+    rules = load_plan(args.plan) if getattr(args, "plan", None) else []
+    rules += [parse_flag(f) for f in getattr(args, "approx", None) or []]
+    return rules
+
+
+def configure(p) -> None:
+    p.add_argument("--data", default="synthetic", help="synthetic[:split], nyu_test.zip, an eigen .npy folder or an .h5 folder")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--plan", help="approximation plan file (JSON)")
+    p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
+                   help="approximate the selected layers, e.g. --approx encoder=mbm --approx 0.0=trunc4")
+    p.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
+    p.add_argument("--no-float", action="store_true")
+    p.add_argument("--no-exact", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_model_args(p)
+
+
+def run(args) -> int:
+    from pyapprox import io as pio
+    from pyapprox.data import open_dataset
+    from pyapprox.eval.evaluate import build_variants, evaluate, format_table
+    from pyapprox.models.weights import load_model
+
+    cfg = accel_config(args)
+    rules = plan_rules(args)
+    data = open_dataset(args.data, args.limit, progress=not args.quiet)
+    model = load_model(args.weights)
+    plans = {"approx": rules} if rules else {}
+    variants = build_variants(model, data, cfg, plans, args.calib_data, args.backend, not args.no_float,
+                              not args.no_exact, progress=not args.quiet)
+    res = evaluate(variants, data, progress=not args.quiet)
+    print(f"data: {data.name} ({len(data)} images, Eigen crop); weights: {args.weights or 'default (synthetic)'}")
+    print(f"accelerator: {cfg.describe()}")
+    if rules:
+        print("plan: " + ", ".join(f"{s}={m}" for s, m in rules))
+    print(format_table(res))
+    for name, r in res["variants"].items():
+        if r["overflows"]:
+            print(f"{name}: accumulator overflows in {len(r['overflows'])} layers: "
+                  + ", ".join(f"{k}={v}" for k, v in list(r["overflows"].items())[:5]))
+    if args.json:
+        out = {"data": {"name": data.name, "source": str(getattr(data, 'source', '')), "images": len(data)},
+               "weights": args.weights or "default", "accelerator": cfg.to_dict(), "accelerator_text": cfg.describe(),
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "variants": res["variants"]}
+        pio.write_json(Path(args.json), out)
+    return 0

@@ -1,0 +1,133 @@
+"""Per-layer approximation plans: which multiplier each convolution uses.
+
+A plan is an ordered list of rules ``(selector, multiplier)``; later rules override earlier ones.
+Selectors (see :func:`select`): full module names (``encoder.original_model.features.0.0``), the
+research's short names (``0.0``, ``9.conv.1.0``, ``encoder.0.0``), glob patterns over any of these forms
+(``decoder.up*``, ``*.conv.1.0``), layer kinds (``pw``, ``dw``, ``full``, ``grouped``) and the groups
+``all``, ``encoder``, ``decoder``. A multiplier is a library name (``mbm``, ``trunc4``), a LUT file, or
+``exact``. Plan files are JSON: ``{"rules": [{"layers": "pw", "multiplier": "mbm"}, ...]}`` or simply
+``{"pw": "mbm", "0.0": "exact"}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+from pyapprox.errors import PyapproxError
+
+KINDS = ("pw", "dw", "full", "grouped")
+GROUPS = ("all", "encoder", "decoder")
+_ENC = "encoder.original_model.features."
+
+
+def aliases(name: str) -> list[str]:
+    """Every name a layer answers to: full, short (``9.conv.1.0``) and ``encoder.9.conv.1.0``."""
+    if name.startswith(_ENC):
+        short = name[len(_ENC):]
+        return [name, short, "encoder." + short]
+    return [name]
+
+
+def select(selector: str, layers: dict[str, str]) -> list[str]:
+    """Names of the layers (``{name: kind}``, in forward order) matched by one selector."""
+    sel = selector.strip()
+    if not sel:
+        raise PyapproxError("empty layer selector")
+    if sel in KINDS:
+        hits = [n for n, k in layers.items() if k == sel]
+    elif sel == "all":
+        hits = list(layers)
+    elif sel in ("encoder", "decoder"):
+        hits = [n for n in layers if n.startswith(sel + ".")]
+    elif any(c in sel for c in "*?["):
+        hits = [n for n in layers if any(fnmatch.fnmatchcase(a, sel) for a in aliases(n))]
+        if not hits:
+            raise PyapproxError(f"layer selector {sel!r} matches no layer; run `pyapprox layers` for the names")
+    else:
+        hits = [n for n in layers if sel in aliases(n)]
+        if not hits:
+            valid = ", ".join(aliases(n)[1] if n.startswith(_ENC) else n for n in layers)
+            raise PyapproxError(f"unknown layer {sel!r}; valid names: {valid}; kinds: {', '.join(KINDS)}; "
+                                f"groups: {', '.join(GROUPS)}; or a glob pattern")
+    if not hits:
+        raise PyapproxError(f"layer selector {sel!r} matches no layer in this model")
+    return hits
+
+
+def parse_rules(obj, source: str = "plan") -> list[tuple[str, str]]:
+    """Rules from a decoded plan file (see module docstring)."""
+    if isinstance(obj, dict) and "rules" in obj:
+        obj = obj["rules"]
+    if isinstance(obj, dict):
+        rules = list(obj.items())
+    elif isinstance(obj, list):
+        rules = []
+        for i, r in enumerate(obj):
+            if isinstance(r, dict) and set(r) >= {"layers", "multiplier"}:
+                rules.append((r["layers"], r["multiplier"]))
+            elif isinstance(r, (list, tuple)) and len(r) == 2:
+                rules.append((r[0], r[1]))
+            else:
+                raise PyapproxError(f"{source}: rule {i} must be {{\"layers\": ..., \"multiplier\": ...}}, got {r!r}")
+    else:
+        raise PyapproxError(f"{source}: expected a JSON object or list of rules")
+    for sel, mult in rules:
+        if not isinstance(sel, str) or not isinstance(mult, str) or not mult.strip():
+            raise PyapproxError(f"{source}: rule {sel!r} -> {mult!r}: selector and multiplier must be strings")
+    return [(s, m.strip()) for s, m in rules]
+
+
+def load_plan(path: str | Path) -> list[tuple[str, str]]:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PyapproxError(f"plan file {path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise PyapproxError(f"plan file {path}: invalid JSON ({exc})") from None
+    return parse_rules(obj, str(path))
+
+
+def parse_flag(text: str) -> tuple[str, str]:
+    """``SELECTOR=MULTIPLIER`` from the command line."""
+    if "=" not in text:
+        raise PyapproxError(f"--approx {text!r}: expected SELECTOR=MULTIPLIER, e.g. pw=mbm or 0.0=trunc4")
+    sel, mult = text.rsplit("=", 1)
+    return sel.strip(), mult.strip()
+
+
+def resolve_plan(rules: list[tuple[str, str]], layers: dict[str, str]) -> dict[str, str]:
+    """``{layer name: multiplier}`` for the layers the plan touches (later rules win)."""
+    out: dict[str, str] = {}
+    for sel, mult in rules:
+        for name in select(sel, layers):
+            out[name] = mult
+    return out
+
+
+def write_plan(path: str | Path, assignment: dict[str, str], meta: dict | None = None) -> None:
+    from pyapprox import io as pio
+
+    rules = [{"layers": n, "multiplier": m} for n, m in assignment.items()]
+    pio.write_json(path, {"rules": rules, **({"meta": meta} if meta else {})})
+
+
+def approximate(qmodel, rules: list[tuple[str, str]], get_lut=None) -> dict[str, str]:
+    """Apply a plan to a quantized model in place; returns the full assignment {layer: multiplier}."""
+    from pyapprox.nn.quant import qconv_layers
+
+    if get_lut is None:
+        from pyapprox.lut.library import get_lut
+    layers = {n: m.conv.kind for n, m in qconv_layers(qmodel)}
+    if not layers:
+        raise PyapproxError("the model has no quantized convolutions; quantize it first")
+    assignment = resolve_plan(rules, layers)
+    luts = {}
+    for mult in sorted(set(assignment.values())):
+        luts[mult] = None if mult == "exact" else get_lut(mult)
+    mods = dict(qconv_layers(qmodel))
+    for name, mult in assignment.items():
+        mods[name].set_lut(luts[mult])
+    return {n: mods[n].multiplier for n in layers}
