@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in iverilog verilator yosys; do
+# iverilog, verilator, yosys; ccache speeds up repeated Verilator builds
+for tool in iverilog verilator yosys ccache; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then

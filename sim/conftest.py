@@ -1,11 +1,13 @@
 """Summary table of every cocotb bench run (design x parameters x simulator -> pairs, mismatches)."""
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("PYAPPROX_CACHE", str(Path(__file__).resolve().parents[1] / "build" / "cache"))
 
 from benchlib import RECORDS  # noqa: E402
 

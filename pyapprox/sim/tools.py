@@ -90,6 +90,8 @@ def verilator() -> Tool:
         if not path:
             raise _missing("Verilator", "verilator")
         env = ()
+    if shutil.which("ccache"):  # Verilator's makefiles reuse compiled runtime objects through OBJCACHE
+        env = env + (("OBJCACHE", "ccache"),)
     full_env = dict(os.environ)
     full_env.update(dict(env))
     version = _version([path, "--version"], full_env)
