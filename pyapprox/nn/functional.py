@@ -19,7 +19,8 @@ def product_table(table: np.ndarray, operand_format: str, weight_port: str) -> t
     """Signed product of every (weight code, activation code) pair, indexed ``[w + off, x + off]``.
 
     ``table`` is the LUT's 256x256 array indexed by the multiplier's raw port codes ``[a, b]``.
-    Sign-magnitude: codes -255..255, product = sign(w) sign(x) table[|w|, |x|] (zero stays zero).
+    Sign-magnitude: codes -255..255, product = sign(w) sign(x) table[|w|, |x|] with sign(0) = +1 (code 0
+    is +0), so a multiplier whose table[w, 0] is non-zero keeps that value, with the weight's sign.
     int8: codes -128..127, product = table[w & 255, x & 255] (a signed table).
     """
     t = np.asarray(table, dtype=np.int64)
@@ -28,7 +29,7 @@ def product_table(table: np.ndarray, operand_format: str, weight_port: str) -> t
     if operand_format == "sign-magnitude":
         v = np.arange(-255, 256)
         mag = np.abs(v)
-        sign = np.sign(v)
+        sign = np.where(v < 0, -1, 1)  # code 0 is +0: its sign bit is clear
         st = t[mag[:, None], mag[None, :]] * (sign[:, None] * sign[None, :])
         return np.ascontiguousarray(st), 255
     if operand_format == "int8":
