@@ -57,7 +57,7 @@ def run_mult_bench(name: str, simulator: str) -> np.ndarray:
     except PyapproxError as exc:
         error = exc
     rec = json.loads(record_file.read_text()) if record_file.exists() else None
-    write_record("mult", name, dict(design.params), simulator, rec["pairs"] if rec else 0,
+    write_record("mult", name, {**dict(design.params), **dict(design.defines)}, simulator, rec["pairs"] if rec else 0,
                  rec["mismatches"] if rec else -1, time.perf_counter() - t0)
     if error is not None:
         first = rec["first"] if rec else "no record written"

@@ -26,11 +26,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     tr.section("RTL bench summary")
-    tr.write_line(f"{'bench':<6} {'design':<18} {'parameters':<22} {'simulator':<10} {'checked':>10} {'mismatches':>10} {'s':>6}")
+    tr.write_line(f"{'bench':<6} {'design':<18} {'parameters':<30} {'simulator':<10} {'checked':>10} {'mismatches':>10} {'s':>6}")
     for r in recs:
-        params = ",".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        params = ",".join(f"{k.replace('SM_INNER_PARAMS', 'inner')}={v}".replace("SM_INNER=", "")
+                          for k, v in r["params"].items()) or "-"
         mm = "FAILED" if r["mismatches"] < 0 else str(r["mismatches"])
-        tr.write_line(f"{r['bench']:<6} {r['design']:<18} {params:<22} {r['simulator']:<10} {r['pairs']:>10,} {mm:>10} {r['seconds']:>6.1f}")
+        tr.write_line(f"{r['bench']:<6} {r['design']:<18} {params:<30} {r['simulator']:<10} {r['pairs']:>10,} {mm:>10} {r['seconds']:>6.1f}")
     designs = {(r["bench"], r["design"]) for r in recs}
     total = sum(r["pairs"] for r in recs)
     bad = sum(1 for r in recs if r["mismatches"] != 0)

@@ -28,20 +28,9 @@ COST_KEYS = ("gates", "depth", "transistors", "ice40_lut4", "ice40_carry", "xili
 COST_VERSION = 1
 
 
-def _read_cmds(design: HdlDesign) -> list[str]:
-    cmds = []
-    for p in design.sources:
-        sv = " -sv" if p.suffix.lower() in (".sv", ".svh") else ""
-        defs = "".join(f" -D{k}={v}" if v != "" else f" -D{k}" for k, v in design.defines)
-        cmds.append(f'read_verilog{sv}{defs} "{p}"')
-    cmds += [f"chparam -set {k} {v} {design.top}" for k, v in design.params]
-    cmds.append(f"hierarchy -check -top {design.top}")
-    return cmds
-
-
 def _yosys(design: HdlDesign, flow: list[str], work: Path, tag: str) -> str:
     script = work / f"{tag}.ys"
-    script.write_text("\n".join(_read_cmds(design) + flow) + "\n")
+    script.write_text("\n".join(design.yosys_read_commands() + flow) + "\n")
     res = subprocess.run([tools.yosys().path, "-q", "-s", str(script)], capture_output=True, text=True,
                          timeout=1800, cwd=work)
     log = res.stdout + res.stderr

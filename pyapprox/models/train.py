@@ -137,7 +137,7 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     rng = np.random.default_rng(cfg.seed)
     rgb, depth = load_split("train", cfg.train_images, progress=progress)
     vrgb, vdepth = load_split("val", cfg.val_images, progress=progress)
-    model = DenseDepthMBV2().train()
+    model = DenseDepthMBV2().train().to(memory_format=torch.channels_last)  # ~5x faster dw/conv backward on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = out_dir / "checkpoint.pt"
     step, log = 0, []
@@ -158,7 +158,7 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     while step < cfg.steps:
         idx = rng.integers(0, len(rgb), size=cfg.batch)
         r, d = _augment(rgb[idx], depth[idx], cfg, rng)
-        x = _to_input(r)
+        x = _to_input(r).contiguous(memory_format=torch.channels_last)
         target = depth_to_target(torch.from_numpy(d)[:, None])
         target = F.avg_pool2d(target, 2)
         for g in opt.param_groups:
@@ -181,14 +181,14 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     bar.close()
     final = out_dir / "final.pt"
     with pio.atomic_path(final) as tmp:
-        torch.save({"state_dict": model.state_dict(), "config": asdict(cfg), "log": json.dumps(log)}, tmp)
+        torch.save({"state_dict": {k: v.contiguous() for k, v in model.state_dict().items()}, "config": asdict(cfg), "log": json.dumps(log)}, tmp)
     return final
 
 
 def export_weights(final_ckpt: Path, dest: Path, recipe: dict) -> dict:
     """Store the trained weights as float16 (classifier dropped) plus a JSON recipe with their SHA-256."""
     state = torch.load(final_ckpt, map_location="cpu", weights_only=True)
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in state["state_dict"].items()
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["state_dict"].items()
           if ".classifier." not in k}
     with pio.atomic_path(dest) as tmp:
         torch.save(sd, tmp)

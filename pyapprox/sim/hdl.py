@@ -96,16 +96,22 @@ class HdlDesign:
         self.ports()
         return list(self._ports["state_cells"])
 
-    def _yosys_script(self, json_path: Path) -> str:
+    def yosys_read_commands(self) -> list[str]:
+        """Yosys commands that read the sources, apply the parameters and elaborate the top module
+        (keeping its plain name, which parameterised elaboration would otherwise replace)."""
         lines = []
         for p in self.sources:
             sv = " -sv" if p.suffix.lower() in (".sv", ".svh") else ""
             defs = "".join(f' -D{k}={v}' if v != "" else f" -D{k}" for k, v in self.defines)
             lines.append(f'read_verilog{sv}{defs} "{p}"')
-        for k, v in self.params:
-            lines.append(f"chparam -set {k} {v} {self.top}")
-        lines += [f"hierarchy -check -top {self.top}", "proc", "flatten", "opt_clean",
-                  f'write_json "{json_path}"']
+        if self.params:
+            sets = " ".join(f"-set {k} {v}" for k, v in self.params)
+            lines.append(f"chparam {sets} {self.top}")
+        lines += [f"hierarchy -check -top {self.top}", f"rename -top {self.top}"]
+        return lines
+
+    def _yosys_script(self, json_path: Path) -> str:
+        lines = self.yosys_read_commands() + ["proc", "flatten", "opt_clean", f'write_json "{json_path}"']
         return "\n".join(lines) + "\n"
 
     def _introspect(self) -> dict:
