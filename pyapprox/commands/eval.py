@@ -42,6 +42,20 @@ def plan_rules(args) -> list:
     return rules
 
 
+def check_plan(model, rules) -> None:
+    """Fail fast on selectors that match nothing and on multipliers that cannot be found, before any work."""
+    from pyapprox.lut.library import is_lut_file
+    from pyapprox.nn.approx_conv import conv_kind
+    from pyapprox.nn.plan import resolve_plan
+    from pyapprox.rtl import library
+
+    layers = {n: conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size)
+              for n, m in model.named_modules() if isinstance(m, __import__("torch").nn.Conv2d)}
+    for mult in set(resolve_plan(rules, layers).values()):
+        if mult != "exact" and not is_lut_file(mult):
+            library.resolve(mult)
+
+
 def configure(p) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic[:split], nyu_test.zip, an eigen .npy folder or an .h5 folder")
     p.add_argument("--limit", type=int, help="only the first N images")
@@ -63,8 +77,9 @@ def run(args) -> int:
 
     cfg = accel_config(args)
     rules = plan_rules(args)
-    data = open_dataset(args.data, args.limit, progress=not args.quiet)
     model = load_model(args.weights)
+    check_plan(model, rules)
+    data = open_dataset(args.data, args.limit, progress=not args.quiet)
     plans = {"approx": rules} if rules else {}
     variants = build_variants(model, data, cfg, plans, args.calib_data, args.backend, not args.no_float,
                               not args.no_exact, progress=not args.quiet)
