@@ -19,6 +19,9 @@ COMMANDS = [
     ("hw", "hw", "hardware cost of a Verilog design from Yosys"),
     ("layers", "layers", "list the network's convolutions (kind, shape, MACs, short names)"),
     ("eval", "eval", "score float, exact-quantized and approximate networks on a depth data set"),
+    ("sweep", "sweep", "layer sensitivity and multiplier design-space sweeps"),
+    ("search", "search", "choose a multiplier per layer within an accuracy budget"),
+    ("report", "report", "one self-contained HTML page from a results store"),
     ("train", "train", "train densedepth_mbv2 on the synthetic indoor scenes"),
     ("demo", "demo", "the main job on the embedded default model and data set"),
 ]

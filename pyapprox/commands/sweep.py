@@ -1,0 +1,89 @@
+"""``pyapprox sweep layers|multipliers``: layer sensitivity and multiplier design-space exploration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyapprox.commands.eval import accel_config
+
+
+def add_context_args(p) -> None:
+    p.add_argument("--data", default="synthetic", help="data set name or path (see pyapprox eval)")
+    p.add_argument("--limit", type=int, default=8, help="images per evaluation (default 8)")
+    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed weights)")
+    p.add_argument("--config", help="accelerator configuration JSON")
+    p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+    p.add_argument("--calib-data")
+    p.add_argument("--store", default="results/results.sqlite", help="results store (SQLite; resumable)")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--scheduler", help="Dask distributed scheduler address (tcp://host:8786) instead of local processes")
+    p.add_argument("-o", "--outdir", default="results", help="where tables and plots go")
+    p.add_argument("--quiet", action="store_true")
+
+
+def context(args):
+    from pyapprox.experiments.engine import EvalContext
+
+    for k in ("weight_port", "acc_bits", "acc_mode", "calibration", "calib_images"):
+        if not hasattr(args, k):
+            setattr(args, k, None)
+    return EvalContext.create(args.data, args.limit, args.weights, accel_config(args), args.calib_data)
+
+
+def configure(p) -> None:
+    sub = p.add_subparsers(dest="sweep_cmd", metavar="KIND")
+    sub.required = True
+    la = sub.add_parser("layers", help="approximate one conv layer at a time; metric change per layer")
+    la.add_argument("--multiplier", required=True, help="library name or LUT file")
+    la.add_argument("--layers", default="all", help="layer selector (default all)")
+    add_context_args(la)
+    mu = sub.add_parser("multipliers", help="whole-network accuracy vs hardware cost for many multipliers")
+    mu.add_argument("--names", nargs="*", help="library names or LUT files (default: the compatible library)")
+    mu.add_argument("--plan-template", default="all",
+                    help="layer selector the multiplier is applied to, or a plan JSON whose multiplier "
+                         "entries may be the placeholder {multiplier} (default all)")
+    mu.add_argument("--cost-metric", default="transistors")
+    mu.add_argument("--accuracy", default="a1")
+    add_context_args(mu)
+
+
+def template_rules(text: str) -> list:
+    from pyapprox.nn.plan import load_plan
+
+    if text.endswith(".json") or Path(text).is_file():
+        return load_plan(text)
+    return [(text, "{multiplier}")]
+
+
+def run(args) -> int:
+    from pyapprox.experiments import plots
+    from pyapprox.experiments.store import ResultStore
+    from pyapprox.experiments.sweeps import (compatible_library, format_layer_sweep, format_multiplier_sweep,
+                                             sweep_layers, sweep_multipliers)
+    from pyapprox.errors import PyapproxError
+    from pyapprox.lut.library import get_lut
+
+    ctx = context(args)
+    outdir = Path(args.outdir)
+    store = ResultStore(args.store)
+    if args.sweep_cmd == "layers":
+        get_lut(args.multiplier)  # fail fast on an unknown multiplier
+        rec = sweep_layers(ctx, args.multiplier, args.layers, store, args.workers, args.scheduler, not args.quiet)
+        print(format_layer_sweep(rec))
+        png = plots.layer_sweep_chart(rec, outdir / f"sweep_layers_{_slug(args.multiplier)}.png")
+    else:
+        names = args.names if args.names is not None else compatible_library(ctx)
+        if not names:
+            raise PyapproxError("--names was given but is empty; name at least one multiplier")
+        rec = sweep_multipliers(ctx, names, template_rules(args.plan_template), store, args.cost_metric,
+                                args.accuracy, args.workers, args.scheduler, not args.quiet)
+        print(format_multiplier_sweep(rec))
+        png = plots.pareto_chart(rec, outdir / "sweep_multipliers.png")
+    print(f"results in {args.store}; plot {png}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")

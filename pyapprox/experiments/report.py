@@ -1,0 +1,107 @@
+"""One self-contained HTML page from a results store: tables, plots and depth-map panels (inline PNGs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+import time
+from pathlib import Path
+
+from pyapprox import io as pio
+from pyapprox.eval.metrics import METRIC_NAMES
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .8em 0; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f2f2f2; } td.l, th.l { text-align: left; }
+tr.pareto td { background: #fdecea; } .neg { color: #c0392b; } .pos { color: #1e8449; }
+img { max-width: 100%; border: 1px solid #eee; margin: .4em 0; } .meta { color: #666; font-size: .85em; }
+"""
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _png_of(fn, rec) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        return fn(rec, Path(d) / "p.png").read_bytes()
+
+
+def _metrics_cells(m: dict, delta: bool = False) -> str:
+    if not delta:
+        return "".join(f"<td>{m[k]:.4f}</td>" for k in METRIC_NAMES)
+    return "".join(f'<td class="{"neg" if m[k] < 0 else "pos" if m[k] > 0 else ""}">{m[k]:+.4f}</td>'
+                   for k in METRIC_NAMES)
+
+
+def build_report(store) -> str:
+    from pyapprox.experiments import plots
+
+    parts = [f"<h1>pyapprox results</h1><p class='meta'>store {html.escape(str(store.path))}, "
+             f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
+    runs = store.runs()
+    if not runs:
+        parts.append("<p>No sweeps or searches in this store yet.</p>")
+    head = "".join(f"<th>{k}</th>" for k in METRIC_NAMES)
+    panels_done = set()
+
+    def panels(key, title):
+        if key in panels_done:
+            return ""
+        arts = store.artifacts(key)
+        panels_done.add(key)
+        if not arts:
+            return ""
+        return f"<h3>{html.escape(title)}</h3>" + "".join(_img(v, f"{title} {k}") for k, v in sorted(arts.items()))
+
+    for run in runs:
+        ctx = run.get("context", {})
+        meta = (f"<p class='meta'>data {html.escape(str(ctx.get('data')))} ({ctx.get('limit')} images), weights "
+                f"sha256 {str(ctx.get('weights'))[:12]}, accelerator {html.escape(str(ctx.get('config')))}</p>")
+        if run["kind"] == "sweep-layers":
+            parts.append(f"<h2 id='run{run['id']}'>Layer sensitivity: {html.escape(run['multiplier'])}</h2>{meta}")
+            parts.append("<p>Baseline (exact-quantized): " + ", ".join(
+                f"{k} {v:.4f}" for k, v in run["baseline"]["metrics"].items()) + "</p>")
+            parts.append(_img(_png_of(plots.layer_sweep_chart, run), "layer sweep chart"))
+            rows = "".join(f"<tr><td>{i}</td><td class='l'>{html.escape(r['short'])}</td><td class='l'>{r['kind']}</td>"
+                           f"<td>{r['macs']:,}</td>{_metrics_cells(r['delta'], True)}</tr>"
+                           for i, r in enumerate(run["rows"], 1))
+            parts.append(f"<table class='ranking'><tr><th>rank</th><th class='l'>layer</th><th class='l'>kind</th>"
+                         f"<th>MACs</th>{''.join(f'<th>&Delta;{k}</th>' for k in METRIC_NAMES)}</tr>{rows}</table>")
+            parts.append(panels(run["baseline"]["key"], "exact-quantized predictions"))
+        elif run["kind"] == "sweep-multipliers":
+            parts.append(f"<h2 id='run{run['id']}'>Multipliers: accuracy vs cost</h2>{meta}")
+            parts.append(_img(_png_of(plots.pareto_chart, run), "pareto chart"))
+            rows = "".join(
+                f"<tr class='{'pareto' if r.get('pareto') else ''}'><td class='l'>{html.escape(r['multiplier'])}</td>"
+                f"<td>{'%.4g' % r['cost'] if r['cost'] is not None else 'unknown'}</td>"
+                f"<td>{'yes' if r.get('pareto') else ''}</td>{_metrics_cells(r['metrics'])}</tr>"
+                for r in sorted(run["rows"], key=lambda r: (r["cost"] is None, r["cost"] or 0)))
+            parts.append(f"<table class='multipliers'><tr><th class='l'>multiplier</th><th>cost ({run['cost_metric']}"
+                         f" x MACs)</th><th>Pareto</th>{head}</tr>{rows}</table>")
+            for r in run["rows"]:
+                parts.append(panels(r["key"], f"{r['multiplier']} predictions"))
+        elif run["kind"] == "search":
+            parts.append(f"<h2 id='run{run['id']}'>Search: {html.escape(', '.join(run['budget']))}</h2>{meta}")
+            parts.append(f"<p>{len(run['plan'])} approximate layers, cost {run['cost']:.4g} vs exact "
+                         f"{run['exact_cost']:.4g} ({100 * run['saving']:.1f}% saved), "
+                         f"{run['evaluations']} whole-network evaluations.</p>")
+            parts.append(f"<table><tr><th class='l'>variant</th>{head}</tr>"
+                         f"<tr><td class='l'>exact-quantized</td>{_metrics_cells(run['baseline'])}</tr>"
+                         f"<tr><td class='l'>plan</td>{_metrics_cells(run['metrics'])}</tr></table>")
+            rows = "".join(f"<tr><td class='l'>{html.escape(l)}</td><td class='l'>{html.escape(m)}</td></tr>"
+                           for l, m in run["plan"].items())
+            parts.append(f"<table class='plan'><tr><th class='l'>layer</th><th class='l'>multiplier</th></tr>{rows}</table>")
+            parts.append(panels(run["key"], "plan predictions"))
+    body = "\n".join(p for p in parts if p)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pyapprox results</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+
+
+def write_report(store, path: Path) -> Path:
+    pio.write_text(path, build_report(store))
+    return Path(path)

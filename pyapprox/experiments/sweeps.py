@@ -1,0 +1,311 @@
+"""Layer sensitivity, multiplier design-space sweeps and the cost-constrained plan search."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from pyapprox.errors import PyapproxError
+from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from pyapprox.experiments.engine import EvalContext, Job, run_jobs
+
+COST_METRICS = ("transistors", "gates", "ice40_lut4", "xilinx_lut")
+
+
+def network_layers(height: int = 480, width: int = 640):
+    """LayerInfo rows of densedepth_mbv2 (names, kinds, MACs at the given size)."""
+    import torch
+
+    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+    from pyapprox.nn.layers import layer_table
+
+    with torch.device("meta"):
+        model = DenseDepthMBV2()
+    return layer_table(model, height, width)
+
+
+def selected_layers(selector: str) -> list:
+    from pyapprox.nn.plan import select
+
+    rows = network_layers()
+    names = select(selector, {r.name: r.kind for r in rows})
+    return [r for r in rows if r.name in set(names)]
+
+
+def exact_name(ctx: EvalContext) -> str:
+    return "exact_signed" if ctx.accel.operand_format == "int8" else "exact"
+
+
+def compatible_library(ctx: EvalContext) -> list[str]:
+    """Library multipliers usable with the context's operand format (sign-magnitude: unsigned designs)."""
+    from pyapprox.rtl import library
+
+    out = []
+    for n in library.library_names():
+        d = library.resolve(n)
+        if (ctx.accel.operand_format == "int8") == d.signed:
+            out.append(n)
+    return out
+
+
+def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
+    """Hardware cost of a multiplier's RTL (library name, or a LUT file whose sidecar names its sources)."""
+    from pathlib import Path
+
+    from pyapprox.hw.cost import hardware_cost
+    from pyapprox.lut.library import is_lut_file
+    from pyapprox.sim.hdl import HdlDesign
+
+    if metric not in COST_METRICS:
+        raise PyapproxError(f"unknown cost metric {metric!r}; valid: {', '.join(COST_METRICS)}")
+    if is_lut_file(name):
+        from pyapprox.lut.table import LUT
+
+        meta = LUT.load(name).meta
+        srcs = list(meta.get("sources", {}))
+        if not srcs or not all(Path(s).is_file() for s in srcs):
+            return None
+        design = HdlDesign.create(srcs, meta["top"], meta.get("params"), meta.get("defines"))
+    else:
+        from pyapprox.rtl import library
+
+        d = library.resolve(name)
+        design = HdlDesign.create(d.files, d.top, dict(d.params), dict(d.defines))
+    return float(hardware_cost(design)[metric])
+
+
+def plan_cost(assignment: dict[str, str], layers, costs: dict[str, float | None], exact: str) -> float | None:
+    """Sum over layers of (cost of the layer's multiplier) x (the layer's MACs at 480x640)."""
+    total = 0.0
+    for r in layers:
+        c = costs.get(assignment.get(r.name, exact))
+        if c is None:
+            return None
+        total += c * r.macs
+    return total
+
+
+def _delta(metrics: dict, base: dict) -> dict:
+    return {k: metrics[k] - base[k] for k in METRIC_NAMES}
+
+
+# -- sweep layers ---------------------------------------------------------------------------------------
+def sweep_layers(ctx: EvalContext, multiplier: str, selector: str, store, workers=1, scheduler=None,
+                 progress=True) -> dict:
+    layers = selected_layers(selector)
+    jobs = [Job.of({}, panels=2)] + [Job.of({r.name: multiplier}) for r in layers]
+    keys = run_jobs(ctx, jobs, store, workers, scheduler, progress, desc=f"sweep layers {multiplier}")
+    base = store.get(keys[0])["metrics"]
+    rows = []
+    for r, k in zip(layers, keys[1:]):
+        m = store.get(k)["metrics"]
+        rows.append({"layer": r.name, "short": r.short, "kind": r.kind, "macs": r.macs, "key": k, "metrics": m,
+                     "delta": _delta(m, base)})
+    rows.sort(key=lambda x: x["delta"]["a1"])
+    record = {"multiplier": multiplier, "selector": selector, "baseline": {"key": keys[0], "metrics": base},
+              "rows": rows, "context": ctx.identity()}
+    store.add_run("sweep-layers", record)
+    return record
+
+
+def format_layer_sweep(rec: dict) -> str:
+    lines = [f"multiplier {rec['multiplier']} one layer at a time; baseline (exact-quantized) "
+             + " ".join(f"{k}={v:.4f}" for k, v in rec["baseline"]["metrics"].items()),
+             f"{'rank':>4} {'layer':<20} {'kind':<5} {'MACs':>13} " + "".join(f"{'d' + k:>9}" for k in METRIC_NAMES)]
+    for i, r in enumerate(rec["rows"], 1):
+        lines.append(f"{i:>4} {r['short']:<20} {r['kind']:<5} {r['macs']:>13,} "
+                     + "".join(f"{r['delta'][k]:>+9.4f}" for k in METRIC_NAMES))
+    return "\n".join(lines)
+
+
+# -- sweep multipliers ----------------------------------------------------------------------------------
+def pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[bool]:
+    """For (cost, accuracy) points: True where no other point is at most as costly and strictly better
+    (or equally good and strictly cheaper)."""
+    flags = []
+    for i, (c, a) in enumerate(points):
+        dominated = False
+        for j, (c2, a2) in enumerate(points):
+            if j == i:
+                continue
+            better = a2 > a if higher_is_better else a2 < a
+            same = a2 == a
+            if c2 <= c and (better or (same and c2 < c)):
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
+def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[str, str]], store,
+                      cost_metric="transistors", accuracy="a1", workers=1, scheduler=None, progress=True) -> dict:
+    """Whole-network accuracy of each multiplier applied with ``template`` (rules whose multiplier is the
+    placeholder ``{multiplier}``), with its hardware cost."""
+    from pyapprox.nn.plan import resolve_plan
+
+    if not names:
+        raise PyapproxError("the multiplier list is empty; name at least one (library names or LUT files)")
+    if accuracy not in METRIC_NAMES:
+        raise PyapproxError(f"unknown accuracy metric {accuracy!r}; valid: {', '.join(METRIC_NAMES)}")
+    layers = network_layers()
+    kinds = {r.name: r.kind for r in layers}
+    exact = exact_name(ctx)
+    plans = {}
+    for n in names:
+        rules = [(sel, n if m == "{multiplier}" else m) for sel, m in template]
+        plans[n] = resolve_plan(rules, kinds)
+    jobs = [Job.of({}, panels=2)] + [Job.of(plans[n], panels=1) for n in names]
+    keys = run_jobs(ctx, jobs, store, workers, scheduler, progress, desc="sweep multipliers")
+    costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *[v for p in plans.values() for v in p.values()]}}
+    base = store.get(keys[0])["metrics"]
+    rows = []
+    for n, k in zip(names, keys[1:]):
+        m = store.get(k)["metrics"]
+        rows.append({"multiplier": n, "key": k, "metrics": m, "delta": _delta(m, base),
+                     "cost": plan_cost(plans[n], layers, costs, exact), "unit_cost": costs.get(n)})
+    exact_cost = plan_cost({}, layers, costs, exact)
+    rows.append({"multiplier": exact, "key": keys[0], "metrics": base, "delta": _delta(base, base),
+                 "cost": exact_cost, "unit_cost": costs[exact]})
+    known = [r for r in rows if r["cost"] is not None]
+    flags = pareto_front([(r["cost"], r["metrics"][accuracy]) for r in known], HIGHER_IS_BETTER[accuracy])
+    for r, f in zip(known, flags):
+        r["pareto"] = f
+    record = {"names": names, "template": template, "cost_metric": cost_metric, "accuracy": accuracy,
+              "rows": rows, "baseline": {"key": keys[0], "metrics": base}, "context": ctx.identity()}
+    store.add_run("sweep-multipliers", record)
+    return record
+
+
+def format_multiplier_sweep(rec: dict) -> str:
+    acc = rec["accuracy"]
+    lines = [f"{'multiplier':<14} {'cost (' + rec['cost_metric'] + ' x MACs)':>28} {'pareto':>7} "
+             + "".join(f"{k:>9}" for k in METRIC_NAMES)]
+    for r in sorted(rec["rows"], key=lambda r: (r["cost"] is None, r["cost"] or 0)):
+        cost = f"{r['cost']:.4g}" if r["cost"] is not None else "unknown"
+        lines.append(f"{r['multiplier']:<14} {cost:>28} {('*' if r.get('pareto') else ''):>7} "
+                     + "".join(f"{r['metrics'][k]:>9.4f}" for k in METRIC_NAMES))
+    lines.append(f"* = on the Pareto front of {acc} vs cost")
+    return "\n".join(lines)
+
+
+# -- search -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Constraint:
+    metric: str
+    op: str
+    value: float
+    relative: bool
+
+    def bound(self, baseline: dict) -> float:
+        return self.value * baseline[self.metric] if self.relative else self.value
+
+    def ok(self, metrics: dict, baseline: dict) -> bool:
+        b, v = self.bound(baseline), metrics[self.metric]
+        return {">=": v >= b, "<=": v <= b, ">": v > b, "<": v < b}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}" + ("*exact" if self.relative else "")
+
+
+_BUDGET = re.compile(r"^\s*(\w+)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(\*\s*exact)?\s*$")
+
+
+def parse_budget(text: str) -> list[Constraint]:
+    """``"a1>=0.98*exact"``, ``"rel<=1.1*exact, a1>=0.85"``: metric, comparison, number, optional ``*exact``."""
+    out = []
+    for part in (text or "").split(","):
+        m = _BUDGET.match(part)
+        if not m:
+            raise PyapproxError(f"malformed budget {part.strip()!r}: expected METRIC OP NUMBER[*exact], e.g. "
+                                f"'a1>=0.98*exact' or 'rel<=0.2' (metrics: {', '.join(METRIC_NAMES)})")
+        metric, op, num, rel = m.groups()
+        if metric not in METRIC_NAMES:
+            raise PyapproxError(f"budget {part.strip()!r}: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
+        out.append(Constraint(metric, op, float(num), bool(rel)))
+    return out
+
+
+def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], selector: str, store,
+           cost_metric="transistors", refine: int = 8, workers=1, scheduler=None, progress=True) -> dict:
+    """Assign a multiplier per layer minimising total cost within the budget.
+
+    1. Sensitivity: every (layer, multiplier) alone (the ``sweep layers`` data, from the store when present).
+    2. Moves sorted by cost saved per unit of degradation of the budget's first metric.
+    3. Bisection on the length of the sorted prefix of moves (later moves on a layer replace earlier ones),
+       evaluating whole plans; then up to ``refine`` single moves are tried greedily beyond that prefix.
+    Every accepted plan is evaluated on the data, so the result meets the budget by measurement.
+    """
+    if not multipliers:
+        raise PyapproxError("the multiplier list is empty")
+    if not budget:
+        raise PyapproxError("an empty budget; e.g. --budget 'a1>=0.98*exact'")
+    layers = selected_layers(selector)
+    all_layers = network_layers()
+    exact = exact_name(ctx)
+    costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *multipliers}}
+    unknown = [m for m, c in costs.items() if c is None]
+    if unknown:
+        raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
+    sens = {m: sweep_layers(ctx, m, selector, store, workers, scheduler, progress) for m in multipliers}
+    base = next(iter(sens.values()))["baseline"]["metrics"]
+    primary = budget[0].metric
+    sign = 1.0 if HIGHER_IS_BETTER[primary] else -1.0
+    moves = []
+    for m in multipliers:
+        for row in sens[m]["rows"]:
+            saving = (costs[exact] - costs[m]) * row["macs"]
+            if saving <= 0:
+                continue
+            degradation = max(0.0, sign * (base[primary] - row["metrics"][primary]))
+            moves.append((saving / (degradation + 1e-6), row["layer"], m, saving))
+    moves.sort(key=lambda t: (-t[0], t[1], t[2]))
+
+    def plan_of(ms) -> dict:
+        plan: dict[str, str] = {}
+        for _, layer, m, _ in ms:
+            if layer not in plan or costs[m] < costs[plan[layer]]:
+                plan[layer] = m
+        return plan
+
+    evaluated: dict[int, tuple[dict, bool]] = {}
+
+    def check(plan: dict) -> tuple[dict, bool]:
+        key = run_jobs(ctx, [Job.of(plan)], store, 1, scheduler, False)[0]
+        metrics = store.get(key)["metrics"]
+        return metrics, all(c.ok(metrics, base) for c in budget)
+
+    lo, hi = 0, len(moves)  # plan_of(moves[:lo]) meets the budget (the empty plan is the baseline itself)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        metrics, ok = check(plan_of(moves[:mid]))
+        evaluated[mid] = (metrics, ok)
+        if ok:
+            lo = mid
+        else:
+            hi = mid - 1
+    chosen = list(moves[:lo])
+    tried = 0
+    for mv in moves[lo:]:
+        if tried >= refine:
+            break
+        cand = plan_of(chosen + [mv])
+        if cand == plan_of(chosen):
+            continue
+        tried += 1
+        metrics, ok = check(cand)
+        if ok:
+            chosen.append(mv)
+    plan = plan_of(chosen)
+    metrics, ok = check(plan)
+    if not ok:  # cannot happen unless evaluation is non-deterministic: be explicit rather than silent
+        raise PyapproxError("the selected plan does not meet the budget when re-evaluated")
+    key = run_jobs(ctx, [Job.of(plan, panels=2)], store, 1, scheduler, False)[0]
+    total = plan_cost(plan, all_layers, costs, exact)
+    exact_total = plan_cost({}, all_layers, costs, exact)
+    record = {"budget": [str(c) for c in budget], "multipliers": multipliers, "selector": selector,
+              "plan": plan, "metrics": metrics, "baseline": base, "cost": total, "exact_cost": exact_total,
+              "saving": 1 - total / exact_total, "cost_metric": cost_metric, "key": key,
+              "evaluations": len(evaluated) + tried + 1, "context": ctx.identity()}
+    store.add_run("search", record)
+    return record
