@@ -1,35 +1,41 @@
 """Compiled (numba) LUT convolution kernels, bit-identical to :func:`pyapprox.nn.functional.lut_conv2d_reference`.
 
-Formulation ("shifted planes"). The input codes are offset once (``x + offset``, so that they index the
-product table directly), zero padded with code 0, split into ``stride_h x stride_w`` phase planes and stored
-as ``uint16``. Each phase plane of each input channel is a flat array whose row pitch ``Wph`` is that of the
+Operands ("shifted planes"). The input codes are offset once (``x + offset``, so that they index the product
+table directly), zero padded with code 0, split into ``stride_h x stride_w`` phase planes and stored as
+``uint16``. Each phase plane of each input channel is a flat array whose row pitch ``Wph`` is that of the
 output grid, so that for every conv kind (full, grouped, depthwise, pointwise; any stride, dilation,
 padding) a tap (input channel, kernel row, kernel column) reads its operands for a run of consecutive outputs
 as ONE contiguous slice ``planes[tap_offset + q]``. Outputs are computed on the grid ``q = oh * Wph + ow``;
 the few columns ``ow >= Wo`` of each grid row are computed and dropped when storing. No im2col is built.
 
+Product-vector path (most layers). For a tap t and a block of OB = 16 or 32 output channels, the table
+``P_t[v] = (ptable[w[o, t] + off, v] for o in block)`` turns every lookup into a contiguous vector: the
+activation code of a position selects one row of OB int32 products, added to the OB accumulators of that
+position with one <16 x i32> load + add per 16 MACs (an LLVM intrinsic; no gathers, no alias checks). The
+rows of P are built per work item, only for the codes present in the tap's input channel, with 16x16
+register transposes of table rows; a 3x3 stride-1 channel (9 taps from 3 activation streams) or 8 taps are
+summed per accumulator read-modify-write. Used when every running sum provably fits 31 bits and the cost
+model (building P vs. positions that use it) beats the scalar loops, i.e. everywhere but tiny layers.
+
+Scalar loops (depthwise and small layers, int64 tables, checked channels). Tiles of ``TILE`` positions:
+
+* ``b2``: 2 output channels, taps 3 at a time: 3 activation loads serve 6 lookups in 6 L1-resident rows;
+* ``packed``: two channels share one 64-bit entry ``T[w0, x] + 2^32 T[w1, x]`` and one int64 accumulator
+  (exact while each sum fits 31 bits): half the loads of ``b2``;
+* ``b1`` / ``dw9``: one channel; a depthwise 3x3 keeps its 9 products in registers;
+* ``checked``: one channel, taps one by one in im2col order, int64 running sums with a range check after
+  every addition, wrap or clamp (``saturate``), overflow flags per output.
+
+A per-output-channel bound ``|bias| + sum_taps max_x |ptable[w + off, x]|`` proves that no running sum of
+the channel can leave the accumulator range; such channels take the fast loops (any summation order, the
+sum being exact; int32 accumulators when the bound fits 31 bits), the others the checked loop (in
+``saturate`` mode too). ``overflow_free=True`` skips the proof.
+
 Work items (block of output channels, image, range of grid positions) are handed out to the threads
-through an atomic counter (dynamic scheduling: a thread slowed down by other jobs takes fewer items). Each
-output is computed by exactly one item in one fixed order, so the results do not depend on the number of
-threads or on which thread ran what.
-
-Inner loops. A table lookup convolution on a CPU is bound by memory operations, so the loops minimise
-them per lookup while keeping the touched table rows in L1:
-
-* ``b2``: a tile of ``TILE`` accumulators for 2 output channels in a small buffer; the taps stream over it
-  3 at a time: 3 activation loads serve 6 lookups in 6 table rows (int32, 2 KB each), one accumulator
-  read-modify-write per channel per 3 taps.
-* ``packed``: for layers with many outputs per image, two output channels share ONE 64-bit table entry
-  ``T[w0, x] + 2^32 T[w1, x]`` (rows built per block and tap, only for the codes present), and one int64
-  accumulator per position carries both sums (exact while each fits 31 bits, which the bound proves):
-  half the table loads and accumulator traffic of ``b2``.
-* ``b1``: one channel (depthwise layers, odd channel counts), 3 taps per pass.
-* ``checked``: one channel, taps one by one in im2col order with int64 running sums, range checks after
-  every addition, wrap or clamp (``saturate``).
-
-A per-output-channel bound ``|bias| + sum_taps max_x |ptable[w + off, x]|`` proves that no running sum of the
-channel can leave the accumulator range; such channels take the fast loops (int32 accumulators when the bound
-fits 31 bits; any summation grouping, the sum being exact). The other channels take the checked loop.
+through an atomic counter (dynamic scheduling). Every output is computed by exactly one item in one fixed
+order, so the results do not depend on the number of threads or on which thread ran what. Small convs run
+on the calling thread (a parallel launch is timed once; with libgomp's default spinning wait policy on a
+loaded machine it costs milliseconds: ``OMP_WAIT_POLICY=passive`` before torch is imported avoids that).
 """
 
 from __future__ import annotations
@@ -89,53 +95,45 @@ if numba is not None:
         return sig, codegen
 
     @njit(**_jit)
-    def _prep_plane(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item):
-        """One phase plane (image, channel, phase) ``item`` of :func:`_prep_planes_par`."""
-        n, c, h, w = x.shape
-        nphase = sh * sw
-        i = item // (c * nphase)
-        rem = item - i * (c * nphase)
-        ch = rem // nphase
-        phase = rem - ch * nphase
-        py = phase // sw
-        px = phase - py * sw
-        base = rem * lp
+    def _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item):
+        """Phase planes of one (image, channel) ``item`` for :func:`_prep_planes_par`."""
+        c, h, w = x.shape[1], x.shape[2], x.shape[3]
+        i = item // c
+        ch = item - i * c
+        nph = sh * sw
         o = out[i]
-        # plane columns j whose source column j * sw + px - pw lies in [0, w)
-        j_lo = min(wph, max(0, -(-(pw - px) // sw)))
-        j_hi = max(j_lo, min(wph, (w - 1 + pw - px) // sw + 1))
-        src0 = j_lo * sw + px - pw
+        base = ch * nph * lp
+        seg = o[base:base + nph * lp]
+        for j in range(seg.shape[0]):  # code 0 everywhere: padding and slack
+            seg[j] = off
+        xc = x[i, ch]
         vmin = np.int32(2147483647)
         vmax = np.int32(-2147483648)
-        for r in range(hph):
-            src_r = r * sh + py - ph
-            orow = o[base + r * wph:base + (r + 1) * wph]
-            if src_r < 0 or src_r >= h or j_lo == j_hi:
-                for j in range(wph):
-                    orow[j] = off
-                continue
-            xr = x[i, ch, src_r]
-            for j in range(j_lo):
-                orow[j] = off
-            if sw == 1:
-                seg = xr[src0:src0 + (j_hi - j_lo)]
-                for j in range(j_hi - j_lo):
-                    v = seg[j]
-                    vmin = min(vmin, v)
-                    vmax = max(vmax, v)
-                    orow[j_lo + j] = v + off
-            else:
-                for j in range(j_hi - j_lo):
-                    v = xr[src0 + j * sw]
-                    vmin = min(vmin, v)
-                    vmax = max(vmax, v)
-                    orow[j_lo + j] = v + off
-            for j in range(j_hi, wph):
-                orow[j] = off
-        for j in range(base + hph * wph, base + lp):
-            o[j] = off
+        for r in range(h):
+            xr = xc[r]
+            for j in range(w):
+                v = xr[j]
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
         mins[item] = vmin
         maxs[item] = vmax
+        for r in range(h):
+            xr = xc[r]
+            pr = r + ph
+            py = pr % sh
+            prow = pr // sh
+            for px in range(sw):
+                j0 = (px - pw) % sw  # first source column of this column phase
+                if j0 >= w:
+                    continue
+                cnt = (w - 1 - j0) // sw + 1
+                d = o[base + (py * sw + px) * lp + prow * wph + (j0 + pw) // sw:]
+                if sw == 1:
+                    for k in range(cnt):
+                        d[k] = xr[j0 + k] + off
+                else:
+                    for k in range(cnt):
+                        d[k] = xr[j0 + k * sw] + off
 
     @njit(parallel=True, **_jit)
     def _noop_par(a):
@@ -147,29 +145,30 @@ if numba is not None:
     def _prep_planes_par(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs):
         """x int32 [N, C, H, W] -> out uint16 [N, C * sh * sw * lp]: phase planes of the padded, offset codes.
 
-        mins/maxs [N * C * sh * sw] receive the smallest/largest code of x copied into each plane.
+        mins/maxs [N * C] receive the smallest/largest code of each (image, channel).
         """
         for item in prange(mins.shape[0]):
-            _prep_plane(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
+            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
 
     @njit(**_jit)
     def _prep_planes_ser(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs):
         """Single-threaded :func:`_prep_planes_par` (no thread launch for small inputs)."""
         for item in range(mins.shape[0]):
-            _prep_plane(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
+            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
 
     @njit(**_jit)
-    def _store(acc, n, out_o, q0, wph, wo):
-        """acc[:n] (grid positions q0..q0+n) -> out_o [Ho, Wo], dropping the columns ow >= wo."""
+    def _store(acc, n, out, base, q0, wph, wo):
+        """acc[:n] (grid positions q0..q0+n) -> flat out[base + oh * wo + ow], dropping the columns ow >= wo."""
         oh = q0 // wph
         ow = q0 - oh * wph
         q = 0
         while q < n:
             if ow < wo:
                 m = min(n - q, wo - ow)
-                row = out_o[oh]
+                d = out[base + oh * wo + ow:base + oh * wo + ow + m]
+                a = acc[q:q + m]
                 for j in range(m):
-                    row[ow + j] = acc[q + j]
+                    d[j] = a[j]
                 q += m
                 ow += m
             q += wph - ow
@@ -177,21 +176,22 @@ if numba is not None:
             oh += 1
 
     @njit(**_jit)
-    def _store_packed(acc, n, out_a, out_b, q0, wph, wo):
-        """Unpack acc = a + 2^32 b (|a|, |b| < 2^31) into out_a and out_b, like :func:`_store`."""
+    def _store_packed(acc, n, out, base_a, base_b, q0, wph, wo):
+        """Unpack acc = a + 2^32 b (|a|, |b| < 2^31) into the channels at base_a and base_b, like :func:`_store`."""
         oh = q0 // wph
         ow = q0 - oh * wph
         q = 0
         while q < n:
             if ow < wo:
                 m = min(n - q, wo - ow)
-                ra = out_a[oh]
-                rb = out_b[oh]
+                da = out[base_a + oh * wo + ow:base_a + oh * wo + ow + m]
+                db = out[base_b + oh * wo + ow:base_b + oh * wo + ow + m]
+                a = acc[q:q + m]
                 for j in range(m):
-                    v = acc[q + j]
+                    v = a[j]
                     lo = np.int64(np.int32(v & 0xFFFFFFFF))
-                    ra[ow + j] = lo
-                    rb[ow + j] = (v - lo) >> 32
+                    da[j] = lo
+                    db[j] = (v - lo) >> 32
                 q += m
                 ow += m
             q += wph - ow
@@ -288,6 +288,62 @@ if numba is not None:
                 a0[q] += T0[X0[q]]
 
     @njit(**_jit)
+    def _tile_dw9(T, S, xi, wr, ts, q0, n, a0, pattern):
+        """a0[:n] += the 9 products of one output channel with 9 taps (depthwise 3x3), all in registers.
+
+        pattern 1: taps of a kernel row are 3 consecutive positions (stride 1): 3 activation streams;
+        pattern 2: taps 0/2, 3/5, 6/8 are 1 position apart (stride 2 phases): 6 streams; else 9 streams.
+        """
+        r = wr[0, 0]
+        T0 = T[r:r + S]
+        r = wr[1, 0]
+        T1 = T[r:r + S]
+        r = wr[2, 0]
+        T2 = T[r:r + S]
+        r = wr[3, 0]
+        T3 = T[r:r + S]
+        r = wr[4, 0]
+        T4 = T[r:r + S]
+        r = wr[5, 0]
+        T5 = T[r:r + S]
+        r = wr[6, 0]
+        T6 = T[r:r + S]
+        r = wr[7, 0]
+        T7 = T[r:r + S]
+        r = wr[8, 0]
+        T8 = T[r:r + S]
+        if pattern == 1:
+            A = xi[ts[0] + q0:ts[0] + q0 + n + 2]
+            B = xi[ts[3] + q0:ts[3] + q0 + n + 2]
+            C = xi[ts[6] + q0:ts[6] + q0 + n + 2]
+            for q in range(n):
+                a0[q] += ((T0[A[q]] + T1[A[q + 1]] + T2[A[q + 2]]) + (T3[B[q]] + T4[B[q + 1]] + T5[B[q + 2]])
+                          + (T6[C[q]] + T7[C[q + 1]] + T8[C[q + 2]]))
+        elif pattern == 2:
+            A = xi[ts[0] + q0:ts[0] + q0 + n + 1]
+            B = xi[ts[1] + q0:ts[1] + q0 + n]
+            C = xi[ts[3] + q0:ts[3] + q0 + n + 1]
+            D = xi[ts[4] + q0:ts[4] + q0 + n]
+            E = xi[ts[6] + q0:ts[6] + q0 + n + 1]
+            F = xi[ts[7] + q0:ts[7] + q0 + n]
+            for q in range(n):
+                a0[q] += ((T0[A[q]] + T1[B[q]] + T2[A[q + 1]]) + (T3[C[q]] + T4[D[q]] + T5[C[q + 1]])
+                          + (T6[E[q]] + T7[F[q]] + T8[E[q + 1]]))
+        else:
+            X0 = xi[ts[0] + q0:ts[0] + q0 + n]
+            X1 = xi[ts[1] + q0:ts[1] + q0 + n]
+            X2 = xi[ts[2] + q0:ts[2] + q0 + n]
+            X3 = xi[ts[3] + q0:ts[3] + q0 + n]
+            X4 = xi[ts[4] + q0:ts[4] + q0 + n]
+            X5 = xi[ts[5] + q0:ts[5] + q0 + n]
+            X6 = xi[ts[6] + q0:ts[6] + q0 + n]
+            X7 = xi[ts[7] + q0:ts[7] + q0 + n]
+            X8 = xi[ts[8] + q0:ts[8] + q0 + n]
+            for q in range(n):
+                a0[q] += ((T0[X0[q]] + T1[X1[q]] + T2[X2[q]]) + (T3[X3[q]] + T4[X4[q]] + T5[X5[q]])
+                          + (T6[X6[q]] + T7[X7[q]] + T8[X8[q]]))
+
+    @njit(**_jit)
     def _build_packed(T, S, wr, xlo, xhi, P):
         """P[t * S + x] = T[w0_t, x] + 2^32 T[w1_t, x] for the codes xlo..xhi that occur."""
         K = wr.shape[0]
@@ -350,9 +406,10 @@ if numba is not None:
 
     @njit(**_jit)
     def _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                lo, hi, saturate, xlo, xhi, packed_len, out, counts, counter):
+                lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter):
         """Take work items from ``counter`` until none is left (see :func:`_run_par` for the arguments)."""
         nitems = it_blk.shape[0]
+        plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
         half = hi + 1
         mask = 2 * half - 1
         acc = np.empty((2, tile + 24), T.dtype)  # rows padded: not 4 KiB apart
@@ -368,6 +425,7 @@ if numba is not None:
             img = it_img[item]
             o = blk_o[b]
             mode = blk_mode[b]
+            ob0 = (img * nout + o) * plane
             xi = X[img]
             ts = tsh[blk_g[b]]
             wr = wrow[b]
@@ -381,7 +439,7 @@ if numba is not None:
                     for q in range(n):
                         a64[q] = init
                     _tile_packed(P, S, xi, ts, q0, n, a64)
-                    _store_packed(a64, n, out[img, o], out[img, o + 1], q0, wph, wo)
+                    _store_packed(a64, n, out, ob0, ob0 + plane, q0, wph, wo)
                 elif mode == MODE_B2:
                     a0 = acc[0]
                     a1 = acc[1]
@@ -391,15 +449,18 @@ if numba is not None:
                         a0[q] = b0
                         a1[q] = b1
                     _tile_b2(T, S, xi, wr, ts, q0, n, a0, a1)
-                    _store(a0, n, out[img, o], q0, wph, wo)
-                    _store(a1, n, out[img, o + 1], q0, wph, wo)
+                    _store(a0, n, out, ob0, q0, wph, wo)
+                    _store(a1, n, out, ob0 + plane, q0, wph, wo)
                 elif mode == MODE_B1:
                     a0 = acc[0]
                     b0 = bias[o]
                     for q in range(n):
                         a0[q] = b0
-                    _tile_b1(T, S, xi, wr, ts, q0, n, a0)
-                    _store(a0, n, out[img, o], q0, wph, wo)
+                    if dw9:
+                        _tile_dw9(T, S, xi, wr, ts, q0, n, a0, dw9)
+                    else:
+                        _tile_b1(T, S, xi, wr, ts, q0, n, a0)
+                    _store(a0, n, out, ob0, q0, wph, wo)
                 else:
                     bv = bias[o]
                     bad = 1 if (bv > hi or bv < lo) else 0
@@ -413,29 +474,29 @@ if numba is not None:
                         for q in range(n):
                             a64[q] = ((a64[q] + half) & mask) - half
                     counts[item] += _count_valid(flg, n, q0, wph, wo)
-                    _store(a64, n, out[img, o], q0, wph, wo)
+                    _store(a64, n, out, ob0, q0, wph, wo)
 
     @njit(parallel=True, **_jit)
     def _run_par(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                 lo, hi, saturate, xlo, xhi, packed_len, nthreads, out, counts, counter):
+                 lo, hi, saturate, xlo, xhi, packed_len, dw9, nthreads, nout, out, counts, counter):
         """Run every work item on ``nthreads`` threads; dynamic scheduling through the atomic ``counter``.
 
         T: flat product table (int32 or int64); X: uint16 [N, planes]; wrow: int64 [nblk, K, 2] table row
         starts of the block's channels; tsh: int64 [groups, K] tap offsets into an image's planes; blk_o/g/mode:
         first channel, group and loop kind of each block; it_*: block, image and grid range of each item;
-        out: int64 [N, O, Ho, Wo]; counts: int64 [nitems] overflow counts; counter: int64 [1] zero. The fast
-        loops accumulate in T's dtype (int32 tables only where every sum provably fits 31 bits).
+        nout: O; out: flat int64 [N, O, Ho, Wo]; counts: int64 [nitems] overflow counts; counter: int64 [1]
+        zero. The fast loops accumulate in T's dtype (int32 only where every sum provably fits 31 bits).
         """
         for _ in prange(nthreads):
             _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                    lo, hi, saturate, xlo, xhi, packed_len, out, counts, counter)
+                    lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter)
 
     @njit(**_jit)
     def _run_ser(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                 lo, hi, saturate, xlo, xhi, packed_len, nthreads, out, counts, counter):
+                 lo, hi, saturate, xlo, xhi, packed_len, dw9, nthreads, nout, out, counts, counter):
         """Single-threaded :func:`_run_par`."""
         _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                lo, hi, saturate, xlo, xhi, packed_len, out, counts, counter)
+                lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter)
 
 
     # ---------------------------------------------------------------------------------------------------
@@ -612,10 +673,11 @@ if numba is not None:
 
     @njit(**_jit)
     def _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
-                   it_q0, it_q1, ob, rmax, wph, wo, out, counter):
+                   it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter):
         """Take product-vector work items from ``counter`` until none is left (see :func:`_pv_run_par`)."""
         nitems = it_blk.shape[0]
         nchunk = chunk_start.shape[0] - 1
+        plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
         acc = np.empty(rmax * ob + 64, np.int32)
         P = np.zeros((9 * PV_CODES + 32) * ob, np.int32)
         lo9 = np.empty(9, np.int64)
@@ -673,9 +735,10 @@ if numba is not None:
                     for j in range(ob):
                         o = pch[b, j]
                         if o >= 0:
-                            row = out[img, o, oh]
+                            start = (img * nout + o) * plane + oh * wo + ow
+                            d = out[start:start + m]
                             for i in range(m):
-                                row[ow + i] = acc[(q + i) * ob + j]
+                                d[i] = acc[(q + i) * ob + j]
                     q += m
                     ow += m
                 else:
@@ -685,7 +748,7 @@ if numba is not None:
 
     @njit(parallel=True, **_jit)
     def _pv_run_par(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
-                    it_q0, it_q1, ob, rmax, wph, wo, nthreads, out, counter):
+                    it_q0, it_q1, ob, rmax, wph, wo, nthreads, nout, out, counter):
         """Product-vector path on ``nthreads`` threads (dynamic scheduling through ``counter``).
 
         T: flat int32 table; X: uint16 planes [N, ...]; prow: int64 [nblk, K, ob] table row starts of the
@@ -696,14 +759,14 @@ if numba is not None:
         """
         for _ in prange(nthreads):
             _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
-                       it_q0, it_q1, ob, rmax, wph, wo, out, counter)
+                       it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
 
     @njit(**_jit)
     def _pv_run_ser(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
-                    it_q0, it_q1, ob, rmax, wph, wo, nthreads, out, counter):
+                    it_q0, it_q1, ob, rmax, wph, wo, nthreads, nout, out, counter):
         """Single-threaded :func:`_pv_run_par`."""
         _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
-                   it_q0, it_q1, ob, rmax, wph, wo, out, counter)
+                   it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
 
 
 _LAUNCH_S = None  # measured cost of one parallel launch (seconds)
@@ -783,13 +846,16 @@ def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, paddi
     xn = np.ascontiguousarray(xn.numpy() if xn.dtype == torch.int32 else xn.to(torch.int32).numpy())
     nph = stride[0] * stride[1]
     planes = np.empty((n, c * nph * lp), np.uint16)
-    mins = np.empty(n * c * nph, np.int32)
-    maxs = np.empty(n * c * nph, np.int32)
+    mins = np.empty(n * c, np.int32)
+    maxs = np.empty(n * c, np.int32)
     if planes.size:
         prep = _prep_planes_par if _parallel(planes.size, PARALLEL_MIN_CODES, 5e8) else _prep_planes_ser
         prep(xn, offset, stride[0], stride[1], padding[0], padding[1], hph, wph, lp, planes, mins, maxs)
-    mins = mins.reshape(n, c, nph).min(axis=2, initial=np.iinfo(np.int32).max).astype(np.int64)
-    maxs = maxs.reshape(n, c, nph).max(axis=2, initial=np.iinfo(np.int32).min).astype(np.int64)
+    if not planes.size:
+        mins.fill(np.iinfo(np.int32).max)
+        maxs.fill(np.iinfo(np.int32).min)
+    mins = mins.reshape(n, c).astype(np.int64)
+    maxs = maxs.reshape(n, c).astype(np.int64)
     return planes, geo, mins, maxs
 
 
@@ -902,8 +968,22 @@ def _pv_conv(plan, geo, table, wc, b, planes, clo, chi, out, nthreads):
     run(table, planes, prow, np.ascontiguousarray(pch, dtype=np.int64), tsh, tch, plan["chunk_start"],
         plan["chunk_kind"], np.ascontiguousarray(clo), np.ascontiguousarray(chi), blk_g, b,
         np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
-        np.ascontiguousarray(it[:, 3]), ob, plan["rmax"], wph, wo, max(1, min(nthreads, len(it))), out,
+        np.ascontiguousarray(it[:, 3]), ob, plan["rmax"], wph, wo, max(1, min(nthreads, len(it))), out.shape[1],
+        out.reshape(-1),
         np.zeros(1, np.int64))
+
+
+def _dw9_pattern(tsh: np.ndarray) -> int:
+    """Loop kind of single-channel blocks with 9 taps (depthwise 3x3): 1, 2 or 3 (see ``_tile_dw9``); 0: other K."""
+    if tsh.shape[1] != 9:
+        return 0
+    d = tsh - tsh[:, :1]
+    rows = d[:, [0, 3, 6]]
+    if (d[:, [1, 2, 4, 5, 7, 8]] == np.repeat(rows, 2, axis=1) + np.tile([1, 2], 3)).all():
+        return 1
+    if (d[:, [2, 5, 8]] == rows + 1).all():
+        return 2
+    return 3
 
 
 def _tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups):
@@ -913,7 +993,8 @@ def _tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups):
     dy, dx = ky * dilation[0], kx * dilation[1]
     phase = (dy % stride[0]) * stride[1] + dx % stride[1]
     shift = (dy // stride[0]) * wph + dx // stride[1]
-    return (((np.arange(groups)[:, None] * cg + cc[None, :]) * nph + phase[None, :]) * lp + shift[None, :]).astype(np.int64)
+    plane = (np.arange(groups)[:, None] * cg + cc[None, :]) * nph + phase[None, :]
+    return (plane * lp + shift[None, :]).astype(np.int64)
 
 
 _TABLES: dict = {}
@@ -948,8 +1029,8 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
         raise PyapproxError(f"the numba backend needs numba ({_NUMBA_ERROR})")
     if acc_mode not in ("wrap", "saturate"):
         raise PyapproxError(f"unknown accumulator mode {acc_mode!r}; expected wrap or saturate")
-    if not 2 <= int(acc_bits) <= 63:
-        raise PyapproxError(f"acc_bits={acc_bits} is not supported (2..63)")
+    if not 2 <= int(acc_bits) <= 62:
+        raise PyapproxError(f"acc_bits={acc_bits} is not supported (2..62)")
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
@@ -1018,6 +1099,6 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     nthreads = max(1, min(nthreads_max, len(it_blk)))
     run = _run_par if nthreads > 1 and parallel_ok else _run_ser
     run(table, size, planes, wrow, tsh, blk_o, blk_g, blk_mode, b, it_blk, it_img, it_q0, it_q1, TILE, wph, wo,
-         lo, hi, acc_mode == "saturate", xlo, xhi, k * size if packed else 0, nthreads, out, counts,
-         np.zeros(1, np.int64))
+         lo, hi, acc_mode == "saturate", xlo, xhi, k * size if packed else 0, _dw9_pattern(tsh), nthreads, o,
+         out.reshape(-1), counts, np.zeros(1, np.int64))
     return torch.from_numpy(out), int(counts.sum())

@@ -34,8 +34,9 @@ def operands(rng, n, c, h, w, o, cg, k, fmt="sign-magnitude", bias=5000, relu=Fa
 
 
 def check(x, w, pt, off, b, stride=1, padding=0, dilation=1, groups=1, bits=32, mode="wrap", path="auto",
-          overflow_free=False, monkeypatch=None):
-    ref = QF.lut_conv2d_reference(x, w, pt, off, b, stride, padding, dilation, groups, bits, mode)
+          overflow_free=False, monkeypatch=None, ref=None):
+    if ref is None:
+        ref = QF.lut_conv2d_reference(x, w, pt, off, b, stride, padding, dilation, groups, bits, mode)
     if monkeypatch is not None:
         monkeypatch.setattr(K, "FORCE_PATH", None if path == "auto" else path)
     got = K.lut_conv2d(x, w, pt, off, b, stride, padding, dilation, groups, bits, mode, overflow_free=overflow_free)
@@ -176,8 +177,9 @@ def test_every_library_multiplier(monkeypatch):
         for port in ("a", "b"):
             pt, off = QF.product_table(table, fmt, port)
             x, wt, b = operands(rng, 1, 4, 7, 8, 20, 4, (3, 3), fmt, relu=port == "b")
+            ref = None
             for path in PATHS:
-                check(x, wt, pt, off, b, 1, 1, path=path, monkeypatch=monkeypatch)
+                ref = check(x, wt, pt, off, b, 1, 1, path=path, monkeypatch=monkeypatch, ref=ref)
 
 
 def test_realistic_layer_sizes_use_both_paths(monkeypatch):
