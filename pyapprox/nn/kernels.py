@@ -12,9 +12,9 @@ Product-vector path (most layers). For a tap t and a block of OB = 16 or 32 outp
 ``P_t[v] = (ptable[w[o, t] + off, v] for o in block)`` turns every lookup into a contiguous vector: the
 activation code of a position selects one row of OB int32 products, added to the OB accumulators of that
 position with one <16 x i32> load + add per 16 MACs (an LLVM intrinsic; no gathers, no alias checks). The
-rows of P are built per work item, only for the codes present in the tap's input channel, with 16x16
-register transposes of table rows; a 3x3 stride-1 channel (9 taps from 3 activation streams) or 8 taps are
-summed per accumulator read-modify-write. Used when every running sum provably fits 31 bits and the cost
+rows of P are built per work item, only for the blocks of 16 codes present in the tap's input channel,
+with 16x16 register transposes of table rows; a 3x3 stride-1 channel (9 taps from 3 activation streams)
+or 8 taps are summed per accumulator read-modify-write. Used when every running sum provably fits 31 bits and the cost
 model (building P vs. positions that use it) beats the scalar loops, i.e. everywhere but tiny layers.
 
 Scalar loops (depthwise and small layers, int64 tables, checked channels). Tiles of ``TILE`` positions:
@@ -72,6 +72,12 @@ _MAX_CODES = 65535  # uint16 plane codes
 MODE_B2, MODE_B1, MODE_CHECKED, MODE_PACKED = 0, 1, 2, 3
 PV_CODES = 512  # rows per tap of a product-vector chunk (>= table size)
 PV_RMAX = 32768  # grid positions per product-vector work item (accumulators: RMAX x OB int32)
+# cost model choosing the path of a layer (rates of one thread)
+PV_BUILD_RATE = 7e9  # product-vector table entries built per second
+PV_APPLY_RATE = 20e9  # product-vector MACs per second
+SCALAR_RATE = 3.3e9  # table lookups per second of the scalar loops
+PACKED_RATE = 4.5e9
+FORCE_PATH = None  # tests: "vector" or "scalar" forces that path wherever it applies
 
 _pair = torch.nn.modules.utils._pair
 
@@ -95,7 +101,7 @@ if numba is not None:
         return sig, codegen
 
     @njit(**_jit)
-    def _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item):
+    def _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, masks, item):
         """Phase planes of one (image, channel) ``item`` for :func:`_prep_planes_par`."""
         c, h, w = x.shape[1], x.shape[2], x.shape[3]
         i = item // c
@@ -109,14 +115,17 @@ if numba is not None:
         xc = x[i, ch]
         vmin = np.int32(2147483647)
         vmax = np.int32(-2147483648)
+        mk = np.uint64(0)
         for r in range(h):
             xr = xc[r]
             for j in range(w):
                 v = xr[j]
                 vmin = min(vmin, v)
                 vmax = max(vmax, v)
+                mk |= np.uint64(1) << np.uint64(min(max((v + off) >> 4, 0), 63))
         mins[item] = vmin
         maxs[item] = vmax
+        masks[item] = mk
         for r in range(h):
             xr = xc[r]
             pr = r + ph
@@ -142,19 +151,20 @@ if numba is not None:
             a[i] += 1
 
     @njit(parallel=True, **_jit)
-    def _prep_planes_par(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs):
+    def _prep_planes_par(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, masks):
         """x int32 [N, C, H, W] -> out uint16 [N, C * sh * sw * lp]: phase planes of the padded, offset codes.
 
-        mins/maxs [N * C] receive the smallest/largest code of each (image, channel).
+        mins/maxs [N * C] receive the smallest/largest code of each (image, channel), masks [N * C] the blocks
+        of 16 table columns its codes fall in (bit b: columns 16b..16b+15, i.e. codes + off).
         """
         for item in prange(mins.shape[0]):
-            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
+            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, masks, item)
 
     @njit(**_jit)
-    def _prep_planes_ser(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs):
+    def _prep_planes_ser(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, masks):
         """Single-threaded :func:`_prep_planes_par` (no thread launch for small inputs)."""
         for item in range(mins.shape[0]):
-            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, item)
+            _prep_channel(x, off, sh, sw, ph, pw, hph, wph, lp, out, mins, maxs, masks, item)
 
     @njit(**_jit)
     def _store(acc, n, out, base, q0, wph, wo):
@@ -580,17 +590,23 @@ if numba is not None:
         return sig, codegen
 
     @njit(**_jit)
-    def _pv_build(T, rows, lo, hi, g, ob, P):
-        """P[t, v, j] = T[rows[t, j] + v] for the taps t < g of a chunk and the codes lo[t] <= v <= hi[t].
+    def _pv_build(T, rows, masks, g, ob, P):
+        """P[t, v, j] = T[rows[t, j] + v] for the taps t < g of a chunk and the codes v of tap t's channel.
 
-        P is [PV_CODES rows per tap] x ob, flat. Codes are done 16 at a time (16x16 transposes): up to 15 rows
-        past hi[t] are written too (the next tap's rows, rebuilt after, or the buffer's slack); T needs 16
-        entries of slack after its last row.
+        P is [PV_CODES rows per tap] x ob, flat. Codes are done in aligned blocks of 16 (16x16 register
+        transposes), only the blocks whose bit is set in ``masks[t]`` (blocks holding a code of the channel);
+        T needs 16 entries of slack after its last row.
         """
         for t in range(g):
             rt = rows[t]
-            for jb in range(0, ob, 16):
-                for v0 in range(lo[t], hi[t] + 1, 16):
+            m = masks[t]
+            while m:
+                blk = 0
+                while not (m >> np.uint64(blk)) & np.uint64(1):
+                    blk += 1
+                m &= ~(np.uint64(1) << np.uint64(blk))
+                v0 = blk * 16
+                for jb in range(0, ob, 16):
                     _transpose16(T, rt, jb, v0, P, (t * PV_CODES + v0) * ob + jb, ob)
 
     @njit(**_jit)
@@ -672,7 +688,7 @@ if numba is not None:
             _vacc1_2(acc, q * 32, P, (np.intp(X0[q]) * 32,))
 
     @njit(**_jit)
-    def _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
+    def _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                    it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter):
         """Take product-vector work items from ``counter`` until none is left (see :func:`_pv_run_par`)."""
         nitems = it_blk.shape[0]
@@ -680,8 +696,7 @@ if numba is not None:
         plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
         acc = np.empty(rmax * ob + 64, np.int32)
         P = np.zeros((9 * PV_CODES + 32) * ob, np.int32)
-        lo9 = np.empty(9, np.int64)
-        hi9 = np.empty(9, np.int64)
+        mk9 = np.empty(9, np.uint64)
         ts8 = np.empty(8, np.int64)
         while True:
             item = _fetch_add(counter, 0, 1)
@@ -704,9 +719,8 @@ if numba is not None:
                 g = chunk_start[ci + 1] - t0
                 for t in range(g):
                     c = tc[t0 + t]
-                    lo9[t] = clo[img, c]
-                    hi9[t] = chi[img, c]
-                _pv_build(T, rows[t0:t0 + g], lo9, hi9, g, ob, P)
+                    mk9[t] = cmask[img, c]
+                _pv_build(T, rows[t0:t0 + g], mk9, g, ob, P)
                 kind = chunk_kind[ci]
                 if kind == 9:  # the 9 taps of a 3x3 stride-1 channel
                     if ob == 32:
@@ -747,25 +761,26 @@ if numba is not None:
                     oh += 1
 
     @njit(parallel=True, **_jit)
-    def _pv_run_par(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
+    def _pv_run_par(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                     it_q0, it_q1, ob, rmax, wph, wo, nthreads, nout, out, counter):
         """Product-vector path on ``nthreads`` threads (dynamic scheduling through ``counter``).
 
         T: flat int32 table; X: uint16 planes [N, ...]; prow: int64 [nblk, K, ob] table row starts of the
         block's channels (padding lanes: any valid row); pch: int64 [nblk, ob] output channel of each lane or -1;
         tsh: int64 [groups, K] tap offsets; tch: int64 [groups, K] input channel of each tap;
-        chunk_start/kind: tap chunks (9: a 3x3 stride-1 channel, 8: eight taps, 1: one tap); clo/chi: int64
-        [N, C] smallest/largest code of each input channel's planes; it_*: block, image, grid range of items.
+        chunk_start/kind: tap chunks (9: a 3x3 stride-1 channel, 8: eight taps, 1: one tap); cmask: uint64
+        [N, C] blocks of 16 table columns that occur in each input channel's planes (bit b: columns
+        16b..16b+15); it_*: block, image, grid range of the work items; nout: O; out: flat int64 output.
         """
         for _ in prange(nthreads):
-            _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
+            _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                        it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
 
     @njit(**_jit)
-    def _pv_run_ser(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
+    def _pv_run_ser(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                     it_q0, it_q1, ob, rmax, wph, wo, nthreads, nout, out, counter):
         """Single-threaded :func:`_pv_run_par`."""
-        _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, clo, chi, blk_g, bias, it_blk, it_img,
+        _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                    it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
 
 
@@ -834,9 +849,11 @@ def _geometry(h, w, kh, kw, stride, padding, dilation):
 def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, padding, dilation):
     """Offset, padded, phase-split input codes.
 
-    Returns (uint16 planes [N, C * sh * sw * lp], (Ho, Wo, Hph, Wph, lp), mins, maxs) where mins/maxs [N, C]
-    are the smallest/largest code of each input channel (int64; min > max for a channel without codes).
-    The planes are only meaningful when every ``code + offset`` lies in 0..65535.
+    Returns (uint16 planes [N, C * sh * sw * lp], (Ho, Wo, Hph, Wph, lp), mins, maxs, masks) where mins/maxs
+    [N, C] are the smallest/largest code of each input channel (int64; min > max for a channel without codes)
+    and masks [N, C] (uint64) the blocks of 16 table columns (``code + offset``) that occur in its planes,
+    column ``offset`` (code 0: padding, slack) included. The planes are only meaningful when every
+    ``code + offset`` lies in 0..65535.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, w = x.shape
@@ -846,17 +863,14 @@ def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, paddi
     xn = np.ascontiguousarray(xn.numpy() if xn.dtype == torch.int32 else xn.to(torch.int32).numpy())
     nph = stride[0] * stride[1]
     planes = np.empty((n, c * nph * lp), np.uint16)
-    mins = np.empty(n * c, np.int32)
-    maxs = np.empty(n * c, np.int32)
+    mins = np.full(n * c, np.iinfo(np.int32).max, np.int32)
+    maxs = np.full(n * c, np.iinfo(np.int32).min, np.int32)
+    masks = np.zeros(n * c, np.uint64)
     if planes.size:
         prep = _prep_planes_par if _parallel(planes.size, PARALLEL_MIN_CODES, 5e8) else _prep_planes_ser
-        prep(xn, offset, stride[0], stride[1], padding[0], padding[1], hph, wph, lp, planes, mins, maxs)
-    if not planes.size:
-        mins.fill(np.iinfo(np.int32).max)
-        maxs.fill(np.iinfo(np.int32).min)
-    mins = mins.reshape(n, c).astype(np.int64)
-    maxs = maxs.reshape(n, c).astype(np.int64)
-    return planes, geo, mins, maxs
+        prep(xn, offset, stride[0], stride[1], padding[0], padding[1], hph, wph, lp, planes, mins, maxs, masks)
+    masks |= np.uint64(1) << np.uint64(min(max(offset >> 4, 0), 63))
+    return planes, geo, mins.reshape(n, c).astype(np.int64), maxs.reshape(n, c).astype(np.int64), masks.reshape(n, c)
 
 
 def _blocks(safe: np.ndarray, groups: int, og: int, packed: bool):
@@ -908,14 +922,7 @@ def _items(blk_mode: np.ndarray, nimg: int, nq: int):
     return tuple(np.ascontiguousarray(np.concatenate([p[i] for p in parts]), dtype=np.int64) for i in range(4))
 
 
-FORCE_PATH = None  # tests: "vector" or "scalar" forces the path wherever it applies
-PV_BUILD_RATE = 7e9  # product-vector table entries built per second (one thread), for the cost model
-PV_APPLY_RATE = 20e9  # product-vector MACs per second
-SCALAR_RATE = 3.3e9  # table lookups per second of the scalar loops
-PACKED_RATE = 4.5e9
-
-
-def _pv_plan(geo, clo, chi, nthreads):
+def _pv_plan(geo, cmask, nthreads):
     """Blocks, tap chunks and work items of the product-vector path, or None when the scalar loops are faster."""
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
     if og < 8 and FORCE_PATH != "vector":
@@ -924,14 +931,15 @@ def _pv_plan(geo, clo, chi, nthreads):
     ob = 32 if p32 <= 1.1 * p16 else 16
     nblk_g = -(-og // ob)
     nblk = nblk_g * groups
-    span = clo.shape[1] and float((chi - clo + 1).mean())  # table columns built per tap
+    # table columns built per tap: 16 per block of columns present in the channel
+    span = 16 * float(np.unpackbits(np.ascontiguousarray(cmask).view(np.uint8)).sum()) / max(1, cmask.size)
     # work items: (block, image, range of grid positions). A range long enough to amortise building the
     # product vectors (~16 x span), short enough for its accumulators to stay in L2; then split until all
     # threads have work.
     nr = max(1, -(-nq // max(2048, min(PV_RMAX, int(16 * span)))))
     while nblk * n * nr < 4 * nthreads and nq // (nr + 1) >= 1024:
         nr += 1
-    build = nblk * n * nr * k * ob * -(-span // 16) * 16
+    build = nblk * n * nr * k * ob * span
     macs = nblk * ob * n * nq * k
     est_pv = build / PV_BUILD_RATE + macs / PV_APPLY_RATE
     est_scalar = groups * og * n * nq * k / (PACKED_RATE if nq * n >= PACK_MIN_POSITIONS else SCALAR_RATE)
@@ -950,7 +958,7 @@ def _pv_plan(geo, clo, chi, nthreads):
                 chunk_start=np.asarray(starts + [k], np.int64), chunk_kind=np.asarray(kinds, np.int64))
 
 
-def _pv_conv(plan, geo, table, wc, b, planes, clo, chi, out, nthreads):
+def _pv_conv(plan, geo, table, wc, b, planes, cmask, out, nthreads):
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
     ob, nblk_g = plan["ob"], plan["nblk_g"]
     # lanes of each block: output channels (or -1: padding lanes, computed with a valid row and dropped)
@@ -966,7 +974,7 @@ def _pv_conv(plan, geo, table, wc, b, planes, clo, chi, out, nthreads):
     it = plan["items"]
     run = _pv_run_par if nthreads > 1 else _pv_run_ser
     run(table, planes, prow, np.ascontiguousarray(pch, dtype=np.int64), tsh, tch, plan["chunk_start"],
-        plan["chunk_kind"], np.ascontiguousarray(clo), np.ascontiguousarray(chi), blk_g, b,
+        plan["chunk_kind"], np.ascontiguousarray(cmask), blk_g, b,
         np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
         np.ascontiguousarray(it[:, 3]), ob, plan["rmax"], wph, wo, max(1, min(nthreads, len(it))), out.shape[1],
         out.reshape(-1),
@@ -1056,7 +1064,7 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     if out.size == 0:
         return torch.from_numpy(out), 0
 
-    planes, _, cmin, cmax = prepare_planes(x, offset, kh, kw, stride, padding, dilation)
+    planes, _, cmin, cmax, cmask = prepare_planes(x, offset, kh, kw, stride, padding, dilation)
     has = cmin <= cmax
     if has.any() and (int(cmin[has].min()) + offset < 0 or int(cmax[has].max()) + offset >= size):
         raise PyapproxError("operand code outside the table's range")
@@ -1079,9 +1087,9 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     parallel_ok = _parallel(n * o * ho * wo * k, PARALLEL_MIN_LOOKUPS, 4e9)
     geo = (n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size)
     if fast32 and bool(safe.all()) and size <= PV_CODES:
-        plan = _pv_plan(geo, clo, chi, nthreads_max if parallel_ok else 1)
+        plan = _pv_plan(geo, cmask, nthreads_max if parallel_ok else 1)
         if plan is not None:
-            _pv_conv(plan, geo, table, wc, b, planes, clo, chi, out, nthreads_max if parallel_ok else 1)
+            _pv_conv(plan, geo, table, wc, b, planes, cmask, out, nthreads_max if parallel_ok else 1)
             return torch.from_numpy(out), 0
 
     packed = fast32 and nq * n >= PACK_MIN_POSITIONS and k * size * 8 <= PACK_MAX_BYTES
