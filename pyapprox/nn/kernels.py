@@ -17,7 +17,7 @@ with 16x16 register transposes of table rows; a 3x3 stride-1 channel (9 taps fro
 or 8 taps are summed per accumulator read-modify-write. Used when every running sum provably fits 31 bits and the cost
 model (building P vs. positions that use it) beats the scalar loops, i.e. everywhere but tiny layers.
 
-Scalar loops (depthwise and small layers, int64 tables, checked channels). Tiles of ``TILE`` positions:
+Scalar loops (depthwise and small layers, channels that need checks). Tiles of ``TILE`` positions:
 
 * ``b2``: 2 output channels, taps 3 at a time: 3 activation loads serve 6 lookups in 6 L1-resident rows;
 * ``packed``: two channels share one 64-bit entry ``T[w0, x] + 2^32 T[w1, x]`` and one int64 accumulator
@@ -28,8 +28,9 @@ Scalar loops (depthwise and small layers, int64 tables, checked channels). Tiles
 
 A per-output-channel bound ``|bias| + sum_taps max_x |ptable[w + off, x]|`` proves that no running sum of
 the channel can leave the accumulator range; such channels take the fast loops (any summation order, the
-sum being exact; int32 accumulators when the bound fits 31 bits), the others the checked loop (in
-``saturate`` mode too). ``overflow_free=True`` skips the proof.
+sum being exact; int32 accumulators only where the bound fits 31 bits), the others the checked loop (in
+``saturate`` mode too). ``overflow_free=True`` skips the proof. Tables are int32; a table with products
+beyond int32 (no 8-bit multiplier has them) is handed to the exact PyTorch backend instead.
 
 Work items (block of output channels, image, range of grid positions) are handed out to the threads
 through an atomic counter (dynamic scheduling). Every output is computed by exactly one item in one fixed
@@ -422,7 +423,7 @@ if numba is not None:
         plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
         half = hi + 1
         mask = 2 * half - 1
-        acc = np.empty((2, tile + 24), T.dtype)  # rows padded: not 4 KiB apart
+        acc = np.empty((2, tile + 24), np.int64)  # rows padded: not 4 KiB apart
         a64 = np.empty(tile + 24, np.int64)
         flg = np.empty(tile + 24, np.uint8)
         P = np.empty(packed_len, np.int64)
@@ -491,23 +492,15 @@ if numba is not None:
                  lo, hi, saturate, xlo, xhi, packed_len, dw9, nthreads, nout, out, counts, counter):
         """Run every work item on ``nthreads`` threads; dynamic scheduling through the atomic ``counter``.
 
-        T: flat product table (int32 or int64); X: uint16 [N, planes]; wrow: int64 [nblk, K, 2] table row
+        T: flat int32 product table; X: uint16 [N, planes]; wrow: int64 [nblk, K, 2] table row
         starts of the block's channels; tsh: int64 [groups, K] tap offsets into an image's planes; blk_o/g/mode:
         first channel, group and loop kind of each block; it_*: block, image and grid range of each item;
         nout: O; out: flat int64 [N, O, Ho, Wo]; counts: int64 [nitems] overflow counts; counter: int64 [1]
-        zero. The fast loops accumulate in T's dtype (int32 only where every sum provably fits 31 bits).
+        zero. T is int32; the scalar loops accumulate in int64.
         """
         for _ in prange(nthreads):
             _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
                     lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter)
-
-    @njit(**_jit)
-    def _run_ser(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                 lo, hi, saturate, xlo, xhi, packed_len, dw9, nthreads, nout, out, counts, counter):
-        """Single-threaded :func:`_run_par`."""
-        _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-                lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter)
-
 
     # ---------------------------------------------------------------------------------------------------
     # product-vector path: the activation code selects a row of OB products (one per output channel)
@@ -776,13 +769,6 @@ if numba is not None:
             _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
                        it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
 
-    @njit(**_jit)
-    def _pv_run_ser(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
-                    it_q0, it_q1, ob, rmax, wph, wo, nthreads, nout, out, counter):
-        """Single-threaded :func:`_pv_run_par`."""
-        _pv_worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img,
-                   it_q0, it_q1, ob, rmax, wph, wo, nout, out, counter)
-
 
 _LAUNCH_S = None  # measured cost of one parallel launch (seconds)
 
@@ -855,6 +841,8 @@ def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, paddi
     column ``offset`` (code 0: padding, slack) included. The planes are only meaningful when every
     ``code + offset`` lies in 0..65535.
     """
+    if numba is None:
+        raise PyapproxError(f"the numba backend needs numba ({_NUMBA_ERROR})")
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, w = x.shape
     geo = _geometry(h, w, kh, kw, stride, padding, dilation)
@@ -972,13 +960,15 @@ def _pv_conv(plan, geo, table, wc, b, planes, cmask, out, nthreads):
     tch = np.ascontiguousarray(np.arange(groups)[:, None] * cg + cc[None, :], dtype=np.int64)
     tsh = _tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups)
     it = plan["items"]
-    run = _pv_run_par if nthreads > 1 else _pv_run_ser
-    run(table, planes, prow, np.ascontiguousarray(pch, dtype=np.int64), tsh, tch, plan["chunk_start"],
-        plan["chunk_kind"], np.ascontiguousarray(cmask), blk_g, b,
-        np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
-        np.ascontiguousarray(it[:, 3]), ob, plan["rmax"], wph, wo, max(1, min(nthreads, len(it))), out.shape[1],
-        out.reshape(-1),
-        np.zeros(1, np.int64))
+    args = (table, planes, prow, np.ascontiguousarray(pch, dtype=np.int64), tsh, tch, plan["chunk_start"],
+            plan["chunk_kind"], np.ascontiguousarray(cmask), blk_g, b, np.ascontiguousarray(it[:, 0]),
+            np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]), np.ascontiguousarray(it[:, 3]), ob,
+            plan["rmax"], wph, wo)
+    nthreads = max(1, min(nthreads, len(it)))
+    if nthreads > 1:
+        _pv_run_par(*args, nthreads, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
+    else:  # the worker alone, on the calling thread
+        _pv_worker(*args, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
 
 
 def _dw9_pattern(tsh: np.ndarray) -> int:
@@ -1008,15 +998,17 @@ def _tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups):
 _TABLES: dict = {}
 
 
-def _table(pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flat int32 table, or int64 when a product does not fit int32; max |product| of each row), cached."""
+def _table(pt: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(flat int32 table with 16 entries of slack, or None when a product does not fit int32; max |product| of
+    each row), cached."""
     hit = _TABLES.get(id(pt))
     if hit is not None and hit[0] is pt and np.array_equal(hit[1], pt):
         return hit[2], hit[3]
     pt64 = np.ascontiguousarray(pt, dtype=np.int64)
-    fits32 = bool(pt64.min() >= -(1 << 31) and pt64.max() < (1 << 31))
-    table = np.zeros(pt64.size + 16, np.int32 if fits32 else np.int64)  # slack for 16-code reads
-    table[:pt64.size] = pt64.reshape(-1)
+    table = None
+    if pt64.min() >= -(1 << 31) and pt64.max() < (1 << 31):
+        table = np.zeros(pt64.size + 16, np.int32)  # slack for the 16-code reads of the transposes
+        table[:pt64.size] = pt64.reshape(-1)
     rowmax = np.abs(pt64).max(axis=1)
     if len(_TABLES) >= 8:
         _TABLES.clear()
@@ -1064,6 +1056,13 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     if out.size == 0:
         return torch.from_numpy(out), 0
 
+    table, rowmax = _table(pt)
+    if table is None:  # products beyond int32 (no 8-bit multiplier has them): the exact PyTorch backend
+        from pyapprox.nn.torch_backend import lut_conv2d_torch
+
+        return lut_conv2d_torch(x, w, pt, offset, bias, stride, padding, dilation, groups, acc_bits, acc_mode,
+                                overflow_free)
+
     planes, _, cmin, cmax, cmask = prepare_planes(x, offset, kh, kw, stride, padding, dilation)
     has = cmin <= cmax
     if has.any() and (int(cmin[has].min()) + offset < 0 or int(cmax[has].max()) + offset >= size):
@@ -1074,13 +1073,9 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     xlo, xhi = int(clo.min()), int(chi.max())
 
     # per-output-channel bound on every running sum: which channels need the checked loop
-    table, rowmax = _table(pt)
-    fits32 = table.dtype == np.int32
     bound = np.abs(b) + rowmax[wc].sum(axis=1)
     safe = np.ones(o, bool) if overflow_free else bound <= hi
-    fast32 = fits32 and (not safe.any() or int(bound[safe].max()) < (1 << 31))
-    if not fast32 and fits32:
-        table = table.astype(np.int64)  # the fast loops accumulate in the table's dtype
+    fast32 = not safe.any() or int(bound[safe].max()) < (1 << 31)  # int32 sums (packed, product vectors)
 
     nq = ho * wph  # grid positions per image
     nthreads_max = max(1, numba.get_num_threads())
@@ -1105,8 +1100,10 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     it_blk, it_img, it_q0, it_q1 = _items(blk_mode, n, nq)
     counts = np.zeros(len(it_blk), np.int64)
     nthreads = max(1, min(nthreads_max, len(it_blk)))
-    run = _run_par if nthreads > 1 and parallel_ok else _run_ser
-    run(table, size, planes, wrow, tsh, blk_o, blk_g, blk_mode, b, it_blk, it_img, it_q0, it_q1, TILE, wph, wo,
-         lo, hi, acc_mode == "saturate", xlo, xhi, k * size if packed else 0, _dw9_pattern(tsh), nthreads, o,
-         out.reshape(-1), counts, np.zeros(1, np.int64))
+    args = (table, size, planes, wrow, tsh, blk_o, blk_g, blk_mode, b, it_blk, it_img, it_q0, it_q1, TILE, wph, wo,
+            lo, hi, acc_mode == "saturate", xlo, xhi, k * size if packed else 0, _dw9_pattern(tsh))
+    if nthreads > 1 and parallel_ok:
+        _run_par(*args, nthreads, o, out.reshape(-1), counts, np.zeros(1, np.int64))
+    else:  # the worker alone, on the calling thread
+        _worker(*args, o, out.reshape(-1), counts, np.zeros(1, np.int64))
     return torch.from_numpy(out), int(counts.sum())

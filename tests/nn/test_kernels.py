@@ -8,8 +8,9 @@ from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
 from pyapprox.nn import torch_backend as TB
 
-numba = pytest.importorskip("numba")
-from pyapprox.nn import kernels as K  # noqa: E402
+from pyapprox.nn import kernels as K
+
+needs_numba = pytest.mark.skipif(not K.available(), reason="numba kernels unavailable")
 
 PATHS = ("auto", "vector", "scalar")
 
@@ -47,6 +48,7 @@ def check(x, w, pt, off, b, stride=1, padding=0, dilation=1, groups=1, bits=32, 
 
 
 def test_available():
+    pytest.importorskip("numba")
     assert K.available()
 
 
@@ -69,6 +71,7 @@ SHAPES = [
 ]
 
 
+@needs_numba
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p,d,g", SHAPES)
 @pytest.mark.parametrize("path", PATHS)
 def test_shapes_bit_identical(monkeypatch, path, n, c, h, w, o, k, s, p, d, g):
@@ -78,6 +81,7 @@ def test_shapes_bit_identical(monkeypatch, path, n, c, h, w, o, k, s, p, d, g):
     check(x, wt, pt, off, b, s, p, d, g, path=path, monkeypatch=monkeypatch)
 
 
+@needs_numba
 @pytest.mark.parametrize("fmt", ["sign-magnitude", "int8"])
 @pytest.mark.parametrize("port", ["a", "b"])
 @pytest.mark.parametrize("path", PATHS)
@@ -90,6 +94,7 @@ def test_random_luts_formats_ports(monkeypatch, fmt, port, path):
     check(x, wt, pt, off, b, 1, 1, path=path, monkeypatch=monkeypatch)
 
 
+@needs_numba
 @pytest.mark.parametrize("fmt", ["sign-magnitude", "int8"])
 def test_exact_table_equals_integer_conv(monkeypatch, fmt):
     rng = np.random.default_rng(3)
@@ -101,6 +106,7 @@ def test_exact_table_equals_integer_conv(monkeypatch, fmt):
     assert torch.equal(K.lut_conv2d(x, wt, pt, off, b, 2, 1)[0], exact)
 
 
+@needs_numba
 def test_padding_enters_the_multiplier_as_code_zero():
     # only products with activation code 0 are non-zero: the output counts the zero (and padded) taps
     pt = np.zeros((511, 511), np.int64)
@@ -112,6 +118,7 @@ def test_padding_enters_the_multiplier_as_code_zero():
     assert int(ref[0][0, 0, 2, 2]) == 0
 
 
+@needs_numba
 @pytest.mark.parametrize("bits", [17, 18, 19, 20])
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 def test_narrow_accumulators_and_overflow_counts(monkeypatch, bits, mode):
@@ -125,6 +132,7 @@ def test_narrow_accumulators_and_overflow_counts(monkeypatch, bits, mode):
     assert ref[1] > 0
 
 
+@needs_numba
 def test_bias_out_of_range_counts_and_clamps():
     rng = np.random.default_rng(11)
     pt, off = random_table(rng, hi=100)
@@ -135,6 +143,7 @@ def test_bias_out_of_range_counts_and_clamps():
         assert ref[1] >= 2 * 25
 
 
+@needs_numba
 def test_overflow_free_fast_path(monkeypatch):
     rng = np.random.default_rng(5)
     pt, off = random_table(rng)
@@ -144,8 +153,10 @@ def test_overflow_free_fast_path(monkeypatch):
             check(x, wt, pt, off, b, 1, 1, mode=mode, path=path, overflow_free=True, monkeypatch=monkeypatch)
 
 
-def test_wide_table_values_use_int64(monkeypatch):
-    # products that do not fit int32: int64 table and accumulators; a 40-bit accumulator never overflows
+@needs_numba
+def test_products_beyond_int32(monkeypatch):
+    # products that do not fit int32 (handed to the PyTorch backend): a 62-bit accumulator never overflows,
+    # a 34-bit one does
     rng = np.random.default_rng(9)
     pt = rng.integers(-(1 << 33), 1 << 33, size=(511, 511))
     x, wt, b = operands(rng, 1, 4, 8, 9, 18, 4, (3, 3))
@@ -154,6 +165,7 @@ def test_wide_table_values_use_int64(monkeypatch):
         check(x, wt, pt, 255, b, 1, 1, bits=34, path=path, monkeypatch=monkeypatch)
 
 
+@needs_numba
 def test_sums_beyond_int32_with_a_wide_accumulator(monkeypatch):
     pt = np.full((511, 511), (1 << 31) - 1, np.int64)
     x, wt, b = operands(np.random.default_rng(1), 1, 3, 6, 6, 20, 3, (3, 3))
@@ -169,6 +181,7 @@ def _library_tables():
         yield name, design.golden_table(), ("int8" if design.signed else "sign-magnitude")
 
 
+@needs_numba
 def test_every_library_multiplier(monkeypatch):
     rng = np.random.default_rng(21)
     tables = list(_library_tables())
@@ -182,6 +195,7 @@ def test_every_library_multiplier(monkeypatch):
                 ref = check(x, wt, pt, off, b, 1, 1, path=path, monkeypatch=monkeypatch, ref=ref)
 
 
+@needs_numba
 def test_realistic_layer_sizes_use_both_paths(monkeypatch):
     """Layers big enough for multi-range work items, packed scalar loops and parallel launches."""
     rng = np.random.default_rng(4)
@@ -195,6 +209,7 @@ def test_realistic_layer_sizes_use_both_paths(monkeypatch):
         check(x, wt, pt, off, b, 2, 1, path=path, monkeypatch=monkeypatch)
 
 
+@needs_numba
 def test_deterministic_and_thread_count_independent(monkeypatch):
     rng = np.random.default_rng(8)
     pt, off = random_table(rng)
@@ -202,6 +217,8 @@ def test_deterministic_and_thread_count_independent(monkeypatch):
     monkeypatch.setattr(K, "PARALLEL_MIN_CODES", 0)
     monkeypatch.setattr(K, "_LAUNCH_S", 0.0)
     x, wt, b = operands(rng, 2, 6, 40, 41, 36, 6, (3, 3))
+    import numba
+
     saved = numba.get_num_threads()
     try:
         for path in PATHS:
@@ -217,6 +234,7 @@ def test_deterministic_and_thread_count_independent(monkeypatch):
         numba.set_num_threads(saved)
 
 
+@needs_numba
 def test_code_outside_table_raises():
     pt, off = QF.exact_product_table("int8")
     x = torch.full((1, 1, 3, 3), 128, dtype=torch.int32)
