@@ -238,7 +238,12 @@ def quantize_model(model: nn.Module, calib_images: list[torch.Tensor], cfg: Acce
     (use :func:`pyapprox.nn.plan.approximate` to swap in approximate multipliers)."""
     cfg = cfg or AccelConfig()
     fused = fuse(model)
-    cal = calibrate(fused, calib_images, cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float reductions in a fixed order: scales do not depend on the thread count
+    try:
+        cal = calibrate(fused, calib_images, cfg)
+    finally:
+        torch.set_num_threads(threads)
     qmodel = fused
     convs = [(n, m) for n, m in fused.named_modules() if isinstance(m, FusedConv)]
     missing = [n for n, _ in convs if n not in cal.input_scale]

@@ -35,7 +35,9 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(weights):
-    return EvalContext.create("synthetic", 1, weights)
+    from pyapprox.nn.config import AccelConfig
+
+    return EvalContext.create("synthetic", 1, weights, AccelConfig(calib_images=1))
 
 
 @pytest.fixture(scope="module")
