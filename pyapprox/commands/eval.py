@@ -20,7 +20,8 @@ def add_model_args(p) -> None:
     p.add_argument("--calib-images", type=int)
     p.add_argument("--calib-data", help="data set for calibration (default: synthetic:val for synthetic data, "
                                         "else the first images of --data)")
-    p.add_argument("--backend", choices=["auto", "reference", "exact", "numba"], default="auto")
+    p.add_argument("--backend", choices=["auto", "reference", "exact", "numba", "torch"], default="auto",
+                   help="conv backend (auto: GPU via PyTorch ops when CUDA is present, else numba / exact GEMM)")
 
 
 def accel_config(args):

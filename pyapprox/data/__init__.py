@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +40,25 @@ class Subset:
 
 
 def open_dataset(spec: str, limit: int | None = None, progress: bool = True):
-    """A data set by name (``synthetic``, ``synthetic:val``...) or path (NYU ``nyu_test.zip``, a folder of the
+    """A data set by name (``synthetic``, ``synthetic:val``, ``synthetic:test@240x320`` for another resolution...) or path (NYU ``nyu_test.zip``, a folder of the
     eigen ``.npy`` files, or a folder of FastDepth ``.h5`` files); ``limit`` keeps the first N images."""
     if limit is not None and limit < 1:
         raise PyapproxError(f"--limit must be at least 1, got {limit}")
-    if spec in SYNTHETIC_NAMES:
+    m = re.fullmatch(r"(synthetic(?::\w+)?)(?:@(\d+)x(\d+))?", spec)
+    if m and m.group(1) in SYNTHETIC_NAMES:
         from pyapprox.data.synthetic import DEFAULT_SIZES, load_split
 
-        split = spec.split(":")[1] if ":" in spec else "test"
+        base = m.group(1)
+        h, w = (int(m.group(2)), int(m.group(3))) if m.group(2) else (480, 640)
+        split = base.split(":")[1] if ":" in base else "test"
         n = DEFAULT_SIZES[split] if limit is None else min(limit, DEFAULT_SIZES[split]) if split == "test" else limit
-        rgb, depth = load_split(split, n, progress=progress)
-        return ArrayDataset(rgb, depth, f"synthetic:{split}", f"pyapprox.data.synthetic ({split} split)")
+        rgb, depth = load_split(split, n, height=h, width=w, progress=progress)
+        size = "" if (h, w) == (480, 640) else f"@{h}x{w}"
+        return ArrayDataset(rgb, depth, f"synthetic:{split}{size}", f"pyapprox.data.synthetic ({split} split, {h}x{w})")
     path = Path(spec)
     if not path.exists():
-        raise PyapproxError(f"unknown data set {spec!r}: expected one of {', '.join(SYNTHETIC_NAMES)}, or a path to "
+        raise PyapproxError(f"unknown data set {spec!r}: expected one of {', '.join(SYNTHETIC_NAMES)} (optionally "
+                            f"with @HEIGHTxWIDTH), or a path to "
                             f"NYU Depth v2 test data (nyu_test.zip, a folder of eigen_test_*.npy, or a folder of .h5 files)")
     from pyapprox.data.nyu import open_nyu
 

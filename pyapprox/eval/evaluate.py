@@ -33,7 +33,9 @@ def calibration_images(data, cfg: AccelConfig, calib_spec: str | None, progress:
     from pyapprox.models.densedepth_mbv2 import preprocess
 
     if calib_spec is None:
-        calib_spec = "synthetic:val" if str(getattr(data, "name", "")).startswith("synthetic") else None
+        name = str(getattr(data, "name", ""))
+        calib_spec = ("synthetic:val" + ("@" + name.split("@")[1] if "@" in name else "")
+                      if name.startswith("synthetic") else None)
     src = open_dataset(calib_spec, limit=cfg.calib_images, progress=progress) if calib_spec else data
     n = min(cfg.calib_images, len(src))
     return [preprocess(src[i][0]) for i in range(n)]
@@ -59,12 +61,20 @@ def build_variants(model, data, cfg: AccelConfig, plans: dict[str, list], calib_
     return variants
 
 
+def default_device() -> torch.device:
+    """The GPU when one is present (the LUT convolutions then run as PyTorch ops on it), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @torch.no_grad()
-def predict_depth(model, rgb: np.ndarray) -> np.ndarray:
+def predict_depth(model, rgb: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """Depth in metres at the input resolution for one uint8 image [H, W, 3]."""
     from pyapprox.models.densedepth_mbv2 import preprocess
 
-    p = model(preprocess(rgb)).numpy()
+    x = preprocess(rgb)
+    if device is not None:
+        x = x.to(device)
+    p = model(x).cpu().numpy()
     if not np.isfinite(p).all():
         raise PyapproxError("the network produced NaN/inf predictions")
     return prediction_to_depth(p)[0]
@@ -79,7 +89,9 @@ def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0
         raise PyapproxError(f"data set {getattr(data, 'name', '')} is empty")
     out = {}
     kept = {}
+    device = default_device()
     for v in variants:
+        v.model.to(device)
         for m in v.model.modules():
             if hasattr(m, "overflows"):
                 m.overflows = 0
@@ -90,7 +102,7 @@ def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or gt.shape != rgb.shape[:2]:
                 raise PyapproxError(f"{data.name} image {i}: expected uint8 [H, W, 3] RGB and [H, W] depth, "
                                     f"got {rgb.dtype} {rgb.shape} and {gt.shape}")
-            pred = predict_depth(v.model, rgb)
+            pred = predict_depth(v.model, rgb, device)
             per_image.append(compute_errors(eigen_crop(np.asarray(gt, np.float32)), eigen_crop(pred),
                                             _where=f"{data.name} image {i}"))
             if i < keep:
@@ -109,6 +121,7 @@ def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0
             "seconds": round(seconds, 3),
             "images_per_s": round(len(per_image) / seconds, 3) if seconds > 0 else None,
             "overflows": overflows,
+            "device": str(device),
             "plan": {"rules": v.rules, "assignment": v.assignment} if v.rules else None,
         }
     return {"variants": out, "predictions": kept}

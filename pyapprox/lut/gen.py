@@ -139,9 +139,8 @@ def generate(sources, top: str, *, a=None, b=None, out=None, params=None, define
     if use_cache and cache_file.exists():
         try:
             lut = LUT.load(cache_file)
-            if name:
-                lut.meta["name"] = name
-            lut.meta["cache"] = "hit"
+            # the key is content-based: report the paths and name of THIS request, not of the first one
+            lut.meta.update(name=name or top, sources=design.source_hashes(), cache="hit")
             return lut
         except PyapproxError:
             pass  # unreadable cache entry: regenerate and overwrite it

@@ -2,7 +2,8 @@
 
 Input and weights are integer codes; the output is the accumulator (see :mod:`pyapprox.nn.config` for
 the number model). Backends: ``reference`` (vectorised gather, any table), ``exact`` (float64 GEMM; only
-for the exact product table), ``numba`` (compiled LUT kernels). ``auto`` picks the fastest valid one.
+for the exact product table), ``numba`` (compiled LUT kernels, CPU), ``torch`` (plain PyTorch ops on the
+tensors' device: the GPU path). ``auto`` picks ``torch`` for CUDA inputs, else the fastest valid CPU one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.nn as nn
 from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
 
-BACKENDS = ("auto", "reference", "exact", "numba")
+BACKENDS = ("auto", "reference", "exact", "numba", "torch")
 
 
 def conv_kind(groups: int, in_channels: int, out_channels: int, kernel_size) -> str:
@@ -71,7 +72,6 @@ class ApproxConv2d(nn.Module):
             exact, _ = QF.exact_product_table(self.operand_format)
             self.exact_table = bool(np.array_equal(self.ptable, exact))
         self.ptable = np.ascontiguousarray(self.ptable, dtype=np.int64)
-        self._ptable32 = None
 
     @property
     def kind(self) -> str:
@@ -84,9 +84,11 @@ class ApproxConv2d(nn.Module):
         bound = int(self.bias_codes.abs().max()) + k * int(np.abs(self.ptable).max())
         return bound <= (1 << (self.acc_bits - 1)) - 1
 
-    def resolved_backend(self) -> str:
+    def resolved_backend(self, device: torch.device | None = None) -> str:
         if self.backend != "auto":
             return self.backend
+        if device is not None and device.type == "cuda":
+            return "torch"
         if self.exact_table and self.overflow_free():
             return "exact"
         try:
@@ -97,13 +99,19 @@ class ApproxConv2d(nn.Module):
 
     # -- compute --------------------------------------------------------------------------------
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        backend = self.resolved_backend()
+        backend = self.resolved_backend(codes.device)
         if backend == "exact":
             if not (self.exact_table and self.overflow_free()):
                 raise PyapproxError("the exact backend needs the exact table and an accumulator that cannot overflow")
             return QF.int_conv2d_exact(codes, self.weight_codes, self.bias_codes, self.stride, self.padding,
                                        self.dilation, self.groups)
-        if backend == "numba":
+        if backend == "torch":
+            from pyapprox.nn.torch_backend import lut_conv2d_torch
+
+            acc, ovf = lut_conv2d_torch(codes, self.weight_codes, self.ptable, self.offset, self.bias_codes,
+                                        self.stride, self.padding, self.dilation, self.groups, self.acc_bits,
+                                        self.acc_mode, overflow_free=self.overflow_free())
+        elif backend == "numba":
             from pyapprox.nn import kernels
 
             acc, ovf = kernels.lut_conv2d(codes, self.weight_codes, self.ptable, self.offset, self.bias_codes,

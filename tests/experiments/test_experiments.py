@@ -37,7 +37,7 @@ def weights(tmp_path_factory):
 def ctx(weights):
     from pyapprox.nn.config import AccelConfig
 
-    return EvalContext.create("synthetic", 1, weights, AccelConfig(calib_images=1))
+    return EvalContext.create("synthetic@240x320", 1, weights, AccelConfig(calib_images=1))
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,9 @@ def test_search_meets_budget_and_plan_evaluates(ctx, store, weights, tmp_path):
 
     write_plan(plan, rec["plan"])
     out = tmp_path / "eval.json"
-    r = subprocess.run([sys.executable, "-m", "pyapprox", "eval", "--data", "synthetic", "--limit", "1",
-                        "--weights", str(weights), "--plan", str(plan), "--json", str(out), "--no-float", "--quiet"],
+    r = subprocess.run([sys.executable, "-m", "pyapprox", "eval", "--data", "synthetic@240x320", "--limit", "1",
+                        "--weights", str(weights), "--plan", str(plan), "--json", str(out), "--no-float", "--quiet",
+                        "--calib-images", "1"],
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())["variants"]
