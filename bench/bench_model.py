@@ -1,0 +1,149 @@
+"""Whole-network benchmark: float32 vs exact-quantized vs every conv through the LUT, side by side.
+
+    .venv/bin/python bench/bench_model.py [--json] [--batches 1 4] [--repeat 3]
+
+Each configuration runs in its own subprocess (so that its peak memory is its own) on the same 480x640
+input, one after the other in this run. Prints time per batch, approximate-MAC/s, the ratio to float32,
+the slowest 10 layers, peak RSS, and the projected time of the 654-image NYU test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "float32": "PyTorch float32 (oneDNN)",
+    "exact-quantized": "quantized, exact multiplier (float64 integer GEMM where provably exact)",
+    "lut-exact": "every conv through the LUT kernels, exact table",
+    "lut-mbm": "every conv through the LUT kernels, MBM table",
+}
+NYU_IMAGES = 654
+
+
+def _model_and_input(height, width, batch):
+    import numpy as np
+    import torch
+
+    from pyapprox.data.synthetic import render
+    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, preprocess
+    from pyapprox.models.weights import DEFAULT_WEIGHTS, load_model
+
+    model = load_model(None) if DEFAULT_WEIGHTS.exists() else DenseDepthMBV2().eval()
+    rgb, _ = render(2_000_000, height, width)
+    x = preprocess(np.repeat(rgb[None], batch, 0))
+    return model, x
+
+
+def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> dict:
+    import torch
+
+    from pyapprox.lut.table import LUT
+    from pyapprox.nn.config import AccelConfig
+    from pyapprox.nn.quant import qconv_layers, quantize_model
+
+    model, x = _model_and_input(height, width, batch)
+    layer_times: dict[str, float] = {}
+    if config != "float32":
+        net = quantize_model(model, [x[:1]], AccelConfig(calib_images=1))
+        if config.startswith("lut-"):
+            if config == "lut-mbm":
+                from pyapprox.lut.library import get_lut
+
+                lut = get_lut("mbm")
+            else:
+                import numpy as np
+
+                lut = LUT(np.outer(np.arange(256), np.arange(256)), meta={"name": "exact"})
+            for _, m in qconv_layers(net):
+                m.set_lut(lut)
+                m.conv.backend = "numba"
+        for name, m in qconv_layers(net):
+            def timed(codes, f=m.conv.forward, name=name):
+                t = time.perf_counter()
+                out = f(codes)
+                layer_times[name] = layer_times.get(name, 0.0) + time.perf_counter() - t
+                return out
+            m.conv.forward = timed
+    else:
+        net = model
+    times = []
+    with torch.no_grad():
+        net(x)  # warm-up (JIT compile, caches)
+        for _ in range(repeat):
+            layer_times.clear()
+            t = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t)
+    best = min(times)
+    slowest = sorted(layer_times.items(), key=lambda kv: -kv[1])[:10]
+    return {"config": config, "batch": batch, "seconds": best, "all_seconds": times,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "slowest_layers": slowest, "layer_0_0": layer_times.get("encoder.original_model.features.0.0")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--one", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.height, args.width, args.repeat)))
+        return 0
+
+    from pyapprox.nn.layers import layer_table
+    import torch
+
+    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+
+    with torch.device("meta"):
+        macs = sum(r.macs for r in layer_table(DenseDepthMBV2(), args.height, args.width))
+    results = []
+    for batch in args.batches:
+        for config in args.configs:
+            out = subprocess.run([sys.executable, __file__, "--one", config, str(batch), "--repeat", str(args.repeat),
+                                  "--height", str(args.height), "--width", str(args.width)],
+                                 capture_output=True, text=True, env=dict(os.environ))
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                return 1
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    float_time = {r["batch"]: r["seconds"] for r in results if r["config"] == "float32"}
+    for r in results:
+        r["macs"] = macs * r["batch"]
+        r["gmac_per_s"] = r["macs"] / r["seconds"] / 1e9
+        r["ratio_to_float32"] = r["seconds"] / float_time[r["batch"]] if r["batch"] in float_time else None
+        r["nyu_654_minutes"] = r["seconds"] / r["batch"] * NYU_IMAGES / 60
+    if args.json:
+        print(json.dumps({"height": args.height, "width": args.width, "macs_per_image": macs, "cpu_threads":
+                          torch.get_num_threads(), "results": results}, indent=2))
+        return 0
+    print(f"densedepth_mbv2 at {args.height}x{args.width}: {macs / 1e9:.3f} GMAC per image; "
+          f"{torch.get_num_threads()} threads; best of {args.repeat}")
+    print(f"{'config':<17} {'batch':>5} {'s/batch':>9} {'GMAC/s':>8} {'x float32':>10} {'peak MB':>8} "
+          f"{'NYU 654 min':>11} {'layer 0.0 ms':>12}")
+    for r in results:
+        l00 = f"{1e3 * r['layer_0_0']:.1f}" if r["layer_0_0"] else "-"
+        ratio = f"{r['ratio_to_float32']:.2f}" if r["ratio_to_float32"] else "-"
+        print(f"{r['config']:<17} {r['batch']:>5} {r['seconds']:>9.3f} {r['gmac_per_s']:>8.2f} {ratio:>10} "
+              f"{r['peak_rss_mb']:>8.0f} {r['nyu_654_minutes']:>11.2f} {l00:>12}")
+    for r in results:
+        if r["config"] == "lut-mbm" and r["batch"] == args.batches[0]:
+            print(f"\nslowest layers, lut-mbm batch {r['batch']}:")
+            for name, t in r["slowest_layers"]:
+                print(f"  {1e3 * t:8.1f} ms  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
