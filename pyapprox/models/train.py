@@ -2,9 +2,10 @@
 
 Target and loss follow DenseDepth: the network predicts p = 10 / depth_m (DenseDepth's 1000/depth_cm,
 so that :func:`pyapprox.eval.metrics.prediction_to_depth` turns it back into metres) at half resolution;
-loss = 1.0 * (1 - SSIM)/2 + 1.0 * L1 of image gradients + 0.1 * L1. Training uses random crops of the
+loss = 1.0 * (1 - SSIM)/2 + 1.0 * L1 of image gradients + ``l1_weight`` (0.1) * L1. Training uses random crops of the
 full-resolution renders (so objects keep the scale they have at test time), horizontal flips and colour
 jitter, AdamW with warm-up and cosine decay, a fixed seed, and resumable checkpoints written atomically.
+``init`` starts from earlier weights, so a recipe can have stages (e.g. crops, then full-resolution images).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class TrainConfig:
     threads: int = 2
     ckpt_every: int = 100
     val_every: int = 500
+    l1_weight: float = 0.1
+    init: str = ""  # start from these weights (a fine-tuning stage) instead of a random initialisation
 
 
 def depth_to_target(depth_m: torch.Tensor) -> torch.Tensor:
@@ -57,13 +60,13 @@ def _ssim(x: torch.Tensor, y: torch.Tensor, val_range: float) -> torch.Tensor:
     return s.mean()
 
 
-def depth_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float = 0.1) -> torch.Tensor:
     l1 = (pred - target).abs().mean()
     dy = lambda t: t[:, :, 1:, :] - t[:, :, :-1, :]
     dx = lambda t: t[:, :, :, 1:] - t[:, :, :, :-1]
     grad = (dy(pred) - dy(target)).abs().mean() + (dx(pred) - dx(target)).abs().mean()
     ssim = torch.clamp((1 - _ssim(pred, target, 20.0)) / 2, 0, 1)
-    return ssim + grad + 0.1 * l1
+    return ssim + grad + l1_weight * l1
 
 
 def _augment(rgb: np.ndarray, depth: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
@@ -137,13 +140,18 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     rng = np.random.default_rng(cfg.seed)
     rgb, depth = load_split("train", cfg.train_images, progress=progress)
     vrgb, vdepth = load_split("val", cfg.val_images, progress=progress)
-    model = DenseDepthMBV2().train().to(memory_format=torch.channels_last)  # ~5x faster dw/conv backward on CPU
+    model = DenseDepthMBV2()
+    if cfg.init:
+        from pyapprox.models.densedepth_mbv2 import load_weights
+
+        load_weights(model, cfg.init)
+    model = model.float().train().to(memory_format=torch.channels_last)  # ~5x faster dw/conv backward on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = out_dir / "checkpoint.pt"
     step, log = 0, []
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state["config"] != asdict(cfg):
+        if {**asdict(TrainConfig()), **state["config"]} != asdict(cfg):  # settings added later keep defaults
             raise PyapproxError(f"{ckpt}: checkpoint was made with a different training config; "
                                 f"remove it or pass the same options")
         model.load_state_dict(state["model"])
@@ -164,7 +172,7 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg)
         pred = model(x)
-        loss = depth_loss(pred, target)
+        loss = depth_loss(pred, target, cfg.l1_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
