@@ -41,6 +41,7 @@ class TrainConfig:
     ckpt_every: int = 100
     val_every: int = 500
     l1_weight: float = 0.1
+    stop_at: int = 0  # end the stage after this step (0: at ``steps``); the schedule still spans ``steps``
     init: str = ""  # start from these weights (a fine-tuning stage) instead of a random initialisation
 
 
@@ -151,7 +152,8 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     step, log = 0, []
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if {**asdict(TrainConfig()), **state["config"]} != asdict(cfg):  # settings added later keep defaults
+        saved = {**asdict(TrainConfig()), **state["config"]}  # settings added later keep their defaults
+        if {k: v for k, v in saved.items() if k != "stop_at"} != {k: v for k, v in asdict(cfg).items() if k != "stop_at"}:
             raise PyapproxError(f"{ckpt}: checkpoint was made with a different training config; "
                                 f"remove it or pass the same options")
         model.load_state_dict(state["model"])
@@ -161,9 +163,10 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
         torch.set_rng_state(state["torch_rng"])
         log = json.loads(state["log"])
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.stop_at or cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
     running = None
-    while step < cfg.steps:
+    end = cfg.stop_at or cfg.steps
+    while step < end:
         idx = rng.integers(0, len(rgb), size=cfg.batch)
         r, d = _augment(rgb[idx], depth[idx], cfg, rng)
         x = _to_input(r).contiguous(memory_format=torch.channels_last)
@@ -180,11 +183,11 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
         running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}", lr=f"{_lr(step, cfg):.1e}")
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == end:
             v = validate(model, vrgb, vdepth)
             log.append({"step": step, "loss": running, **v, "seconds": time.time() - t0})
             bar.write(f"step {step}: loss {running:.4f} val a1 {v['a1']:.3f} rel {v['rel']:.3f} rms {v['rms']:.3f}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if step % cfg.ckpt_every == 0 or step == end:
             _save_ckpt(ckpt, model, opt, step, cfg, rng, log)
     bar.close()
     final = out_dir / "final.pt"
