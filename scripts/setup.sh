@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-# iverilog, verilator, yosys; ccache speeds up repeated Verilator builds
-for tool in iverilog verilator yosys ccache; do
+# iverilog, verilator, yosys; ccache speeds up repeated Verilator builds; chromium renders the HTML report
+# in its test (each command is provided by the Debian package of the same name)
+for tool in iverilog verilator yosys ccache chromium; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then

@@ -40,9 +40,9 @@ def ctx(weights):
     return EvalContext.create("synthetic@240x320", 1, weights, AccelConfig(calib_images=1))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return ResultStore(tmp_path_factory.mktemp("store") / "results.sqlite")
+@pytest.fixture
+def store(tmp_path):
+    return ResultStore(tmp_path / "results.sqlite")
 
 
 def test_store_refuses_foreign_and_incompatible_files(tmp_path):
@@ -97,7 +97,9 @@ def test_sweep_layers_resumes_and_skips_reruns(ctx, store, monkeypatch):
     assert calls == []  # everything came from the store
 
 
-def test_sweep_multipliers_costs_and_pareto(ctx, store):
+def test_pipeline_sweep_search_eval_report(ctx, store, weights, tmp_path):
+    """sweep multipliers -> search (on sweep-layers sensitivity) -> the plan evaluated by `pyapprox eval` ->
+    the HTML report rendered in headless Chromium."""
     with pytest.raises(PyapproxError, match="empty"):
         sweep_multipliers(ctx, [], [(LAYERS, "{multiplier}")], store, progress=False)
     rec = sweep_multipliers(ctx, ["trunc6", "drum4"], [(LAYERS, "{multiplier}")], store, progress=False)
@@ -106,10 +108,7 @@ def test_sweep_multipliers_costs_and_pareto(ctx, store):
     assert rows["trunc6"]["cost"] < rows["exact"]["cost"] and rows["drum4"]["cost"] < rows["exact"]["cost"]
     assert any(r["pareto"] for r in rec["rows"])
 
-
-def test_search_meets_budget_and_plan_evaluates(ctx, store, weights, tmp_path):
-    budget = parse_budget("rel<=1.5*exact")
-    rec = search(ctx, budget, ["trunc6", "drum4"], LAYERS, store, refine=2, progress=False)
+    rec = search(ctx, parse_budget("rel<=1.5*exact"), ["trunc6", "drum4"], LAYERS, store, refine=2, progress=False)
     assert rec["plan"] and rec["saving"] > 0
     assert rec["metrics"]["rel"] <= 1.5 * rec["baseline"]["rel"]
     plan = tmp_path / "plan.json"
@@ -126,8 +125,6 @@ def test_search_meets_budget_and_plan_evaluates(ctx, store, weights, tmp_path):
     assert got["approx"]["metrics"] == pytest.approx(rec["metrics"])
     assert got["exact"]["metrics"]["rel"] == pytest.approx(rec["baseline"]["rel"])
 
-
-def test_report_renders_in_headless_chromium(store, tmp_path):
     from pyapprox.experiments.report import write_report
 
     html_path = write_report(store, tmp_path / "report.html")
@@ -153,7 +150,7 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     assert img.std() > 10  # a rendered page with content, not a blank canvas
 
 
-def test_dask_local_cluster_matches_local_processes(ctx, store, tmp_path):
+def test_dask_local_cluster_matches_local_processes(ctx, tmp_path):
     from distributed import LocalCluster
 
     jobs = [Job.of({"encoder.original_model.features.1.conv.1": "mitchell"})]
