@@ -23,7 +23,6 @@ def run(args) -> int:
     final = train(Path(args.out), cfg, resume=not args.no_resume)
     print(f"trained weights: {final}")
     if args.export:
-        meta = export_weights(final, Path(args.export), {"command": "pyapprox train " + " ".join(
-            f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}" for f in fields(TrainConfig))})
-        print(f"exported {args.export} (sha256 {meta['sha256'][:16]}...)")
+        meta = export_weights(final, Path(args.export))
+        print(f"exported {args.export} (sha256 {meta['sha256'][:16]}..., {len(meta['stages'])} training stages)")
     return 0

@@ -5,7 +5,8 @@ so that :func:`pyapprox.eval.metrics.prediction_to_depth` turns it back into met
 loss = 1.0 * (1 - SSIM)/2 + 1.0 * L1 of image gradients + ``l1_weight`` (0.1) * L1. Training uses random crops of the
 full-resolution renders (so objects keep the scale they have at test time), horizontal flips and colour
 jitter, AdamW with warm-up and cosine decay, a fixed seed, and resumable checkpoints written atomically.
-``init`` starts from earlier weights, so a recipe can have stages (e.g. crops, then full-resolution images).
+``loss="log"`` trains on log depth instead (L1 and gradients of log p), which is what the ratio metrics
+measure. ``init`` starts from earlier weights, so a recipe can have stages (e.g. crops, then full-resolution images).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TrainConfig:
     ckpt_every: int = 100
     val_every: int = 500
     l1_weight: float = 0.1
+    loss: str = "densedepth"  # or "log": L1 and gradient L1 of log p, i.e. of log depth (what a1 measures)
     stop_at: int = 0  # end the stage after this step (0: at ``steps``); the schedule still spans ``steps``
     init: str = ""  # start from these weights (a fine-tuning stage) instead of a random initialisation
 
@@ -59,6 +61,15 @@ def _ssim(x: torch.Tensor, y: torch.Tensor, val_range: float) -> torch.Tensor:
     sxy = F.conv2d(x * y, win, padding=2) - mu_x * mu_y
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
     return s.mean()
+
+
+def log_depth_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """|log p - log t| (= |log depth_pred - log depth_gt|, the ratio a1 thresholds) plus its image gradients."""
+    lp, lt = torch.log(pred.clamp(min=0.05)), torch.log(target)
+    dy = lambda t: t[:, :, 1:, :] - t[:, :, :-1, :]
+    dx = lambda t: t[:, :, :, 1:] - t[:, :, :, :-1]
+    grad = (dy(lp) - dy(lt)).abs().mean() + (dx(lp) - dx(lt)).abs().mean()
+    return (lp - lt).abs().mean() + grad
 
 
 def depth_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float = 0.1) -> torch.Tensor:
@@ -175,7 +186,7 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg)
         pred = model(x)
-        loss = depth_loss(pred, target, cfg.l1_weight)
+        loss = log_depth_loss(pred, target) if cfg.loss == "log" else depth_loss(pred, target, cfg.l1_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -196,15 +207,36 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     return final
 
 
-def export_weights(final_ckpt: Path, dest: Path, recipe: dict) -> dict:
-    """Store the trained weights as float16 (classifier dropped) plus a JSON recipe with their SHA-256."""
+def _command(cfg: dict) -> str:
+    defaults = asdict(TrainConfig())
+    args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if defaults.get(k) != v)
+    return f"pyapprox train {args}".strip()
+
+
+def training_stages(final_ckpt: Path) -> list[dict]:
+    """The chain of training stages behind a final checkpoint (following each stage's ``init``)."""
+    stages = []
+    path = Path(final_ckpt)
+    while True:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = {**asdict(TrainConfig()), **state["config"]}
+        stages.append({"checkpoint": str(path), "config": cfg, "command": _command(cfg) + f" --out {path.parent}",
+                       "log": json.loads(state["log"])})
+        if not cfg["init"]:
+            break
+        path = Path(cfg["init"])
+    return stages[::-1]
+
+
+def export_weights(final_ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
+    """Store the trained weights as float16 (classifier dropped) plus a JSON recipe: every training stage's
+    command, settings and validation log, and the file's SHA-256 (verified whenever the weights load)."""
     state = torch.load(final_ckpt, map_location="cpu", weights_only=True)
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["state_dict"].items()
           if ".classifier." not in k}
     with pio.atomic_path(dest) as tmp:
         torch.save(sd, tmp)
     digest = hashlib.sha256(Path(dest).read_bytes()).hexdigest()
-    meta = {"file": Path(dest).name, "sha256": digest, "config": state["config"],
-            "log": json.loads(state["log"]), **recipe}
+    meta = {"file": Path(dest).name, "sha256": digest, "stages": training_stages(final_ckpt), **(extra or {})}
     pio.write_json(Path(dest).with_suffix(".json"), meta)
     return meta
