@@ -29,7 +29,9 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyapprox", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pyapprox", description="From approximate-multiplier RTL to hardware-faithful CNN inference: "
+                                     "LUTs from simulation, error and cost, approximate depth networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module, help_text in COMMANDS:
