@@ -120,7 +120,10 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 
 
 def _save_ckpt(path: Path, model, opt, step: int, cfg: TrainConfig, rng: np.random.Generator, log: list):
+    from pyapprox.data.synthetic import RENDERER_VERSION
+
     state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": asdict(cfg),
+             "renderer": RENDERER_VERSION,
              "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), "log": json.dumps(log)}
     with pio.atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -142,7 +145,7 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     """Train and return the path of the final float32 checkpoint (``out_dir/final.pt``)."""
     from tqdm import tqdm
 
-    from pyapprox.data.synthetic import load_split
+    from pyapprox.data.synthetic import RENDERER_VERSION, load_split
     from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
 
     out_dir = Path(out_dir)
@@ -203,7 +206,8 @@ def train(out_dir: Path, cfg: TrainConfig, resume: bool = True, progress: bool =
     bar.close()
     final = out_dir / "final.pt"
     with pio.atomic_path(final) as tmp:
-        torch.save({"state_dict": {k: v.contiguous() for k, v in model.state_dict().items()}, "config": asdict(cfg), "log": json.dumps(log)}, tmp)
+        torch.save({"state_dict": {k: v.contiguous() for k, v in model.state_dict().items()}, "config": asdict(cfg),
+                    "log": json.dumps(log), "renderer": RENDERER_VERSION}, tmp)
     return final
 
 
@@ -220,8 +224,9 @@ def training_stages(final_ckpt: Path) -> list[dict]:
     while True:
         state = torch.load(path, map_location="cpu", weights_only=True)
         cfg = {**asdict(TrainConfig()), **state["config"]}
+        # checkpoints written before the renderer version was recorded were all made with version 1
         stages.append({"checkpoint": str(path), "config": cfg, "command": _command(cfg) + f" --out {path.parent}",
-                       "log": json.loads(state["log"])})
+                       "renderer_version": int(state.get("renderer", 1)), "log": json.loads(state["log"])})
         if not cfg["init"]:
             break
         path = Path(cfg["init"])
