@@ -14,15 +14,22 @@ def configure(p) -> None:
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--export", metavar="WEIGHTS.pt", help="after training, store float16 weights + recipe here")
+    p.add_argument("--test-images", type=int, default=200,
+                   help="synthetic test images the exported float16 weights are scored on (recorded in the recipe)")
 
 
 def run(args) -> int:
-    from pyapprox.models.train import TrainConfig, export_weights, train
+    from pyapprox import io as pio
+    from pyapprox.models.train import TrainConfig, export_weights, score_on_test, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     final = train(Path(args.out), cfg, resume=not args.no_resume)
     print(f"trained weights: {final}")
     if args.export:
         meta = export_weights(final, Path(args.export))
-        print(f"exported {args.export} (sha256 {meta['sha256'][:16]}..., {len(meta['stages'])} training stages)")
+        meta["synthetic_test"] = score_on_test(args.export, args.test_images)  # the stored float16 weights
+        pio.write_json(Path(args.export).with_suffix(".json"), meta)
+        t = meta["synthetic_test"]
+        print(f"exported {args.export} (sha256 {meta['sha256'][:16]}..., {len(meta['stages'])} training stages); "
+              f"float on {t['images']} synthetic test images: a1 {t['a1']:.4f} rel {t['rel']:.4f} rms {t['rms']:.4f}")
     return 0

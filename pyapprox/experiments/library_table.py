@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyapprox import io as pio
+from pyapprox.experiments.plots import annotate_points
 
 
 def library_rows(names=None, with_hw: bool = False, progress: bool = True) -> list[dict]:
@@ -65,13 +66,12 @@ def write_library_table(outdir: Path, names=None, with_hw: bool = True) -> tuple
         fig, ax = plt.subplots(figsize=(7, 5))
         for r in rows:
             ax.scatter(r["transistors"], max(r["MAE"], 0.1), s=18)
-            ax.annotate(r["name"], (r["transistors"], max(r["MAE"], 0.1)), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
         ax.set_yscale("log")
         ax.set_xlabel("transistors (Yosys CMOS estimate)")
         ax.set_ylabel("MAE (log; exact designs shown at 0.1)")
         ax.set_title("multiplier library: error vs hardware cost")
         fig.tight_layout()
+        annotate_points(ax, [(r["transistors"], max(r["MAE"], 0.1), r["name"]) for r in rows])
         png = outdir / "mae_vs_cost.png"
         with pio.atomic_path(png) as tmp:
             fig.savefig(tmp, format="png", dpi=110)

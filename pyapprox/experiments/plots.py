@@ -24,6 +24,25 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
+def annotate_points(ax, points, fontsize: int = 7) -> None:
+    """Label scatter points ``(x, y, text)``, each at the first of a few nearby offsets where its label
+    overlaps no label placed before it (call after the axes limits and layout are final)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    offsets = [(3, 3), (3, -10), (-3, 3), (-3, -10), (3, 12), (3, -19), (-3, 12), (-3, -19), (3, 21), (3, -28)]
+    placed = []
+    for x, y, text in sorted(points, key=lambda p: (p[0], p[1])):
+        for dx, dy in offsets:
+            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                            ha="left" if dx > 0 else "right")
+            box = t.get_window_extent(renderer)
+            if (dx, dy) == offsets[-1] or not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            t.remove()
+
+
 def layer_sweep_chart(rec: dict, path: Path, metric: str = "a1") -> Path:
     plt = _plt()
     rows = rec["rows"]
@@ -46,8 +65,6 @@ def pareto_chart(rec: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in rows:
         ax.scatter(r["cost"], r["metrics"][acc], color="#c0392b" if r.get("pareto") else "#7f8c8d", s=24, zorder=3)
-        ax.annotate(r["multiplier"], (r["cost"], r["metrics"][acc]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
     front = sorted((r["cost"], r["metrics"][acc]) for r in rows if r.get("pareto"))
     if front:
         ax.plot([c for c, _ in front], [a for _, a in front], color="#c0392b", lw=1, label="Pareto front")
@@ -56,4 +73,5 @@ def pareto_chart(rec: dict, path: Path) -> Path:
     ax.set_ylabel(acc)
     ax.set_title("multipliers: accuracy vs hardware cost")
     fig.tight_layout()
+    annotate_points(ax, [(r["cost"], r["metrics"][acc], r["multiplier"]) for r in rows])
     return _save(fig, path)

