@@ -165,8 +165,9 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
         rows.append({"multiplier": n, "key": k, "metrics": m, "delta": _delta(m, base),
                      "cost": plan_cost(plans[n], layers, costs, exact), "unit_cost": costs.get(n)})
     exact_cost = plan_cost({}, layers, costs, exact)
-    rows.append({"multiplier": exact, "key": keys[0], "metrics": base, "delta": _delta(base, base),
-                 "cost": exact_cost, "unit_cost": costs[exact]})
+    if exact not in names:  # the baseline row, unless the exact design was named and is a row already
+        rows.append({"multiplier": exact, "key": keys[0], "metrics": base, "delta": _delta(base, base),
+                     "cost": exact_cost, "unit_cost": costs[exact]})
     known = [r for r in rows if r["cost"] is not None]
     flags = pareto_front([(r["cost"], r["metrics"][accuracy]) for r in known], HIGHER_IS_BETTER[accuracy])
     for r, f in zip(known, flags):
