@@ -2,7 +2,7 @@
 
 The committed synthetic-trained densedepth_mbv2 is scored as float32 on the whole synthetic test split,
 then side by side as float32, exact-quantized, and with approximate multipliers in every encoder layer on
-the first ``--limit`` test images (the quantized networks cost about a second per image on 2 cores);
+the first ``--limit`` test images (the quantized networks cost 1.5-2.5 s per image on 2 cores);
 prints the tables and writes a PNG panel per image and a JSON of all numbers into ``results/``.
 """
 

@@ -19,16 +19,13 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pyapprox import io as pio
-    from pyapprox.models.train import TrainConfig, export_weights, score_on_test, train
+    from pyapprox.models.train import TrainConfig, export_weights, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     final = train(Path(args.out), cfg, resume=not args.no_resume)
     print(f"trained weights: {final}")
     if args.export:
-        meta = export_weights(final, Path(args.export))
-        meta["synthetic_test"] = score_on_test(args.export, args.test_images)  # the stored float16 weights
-        pio.write_json(Path(args.export).with_suffix(".json"), meta)
+        meta = export_weights(final, Path(args.export), test_images=args.test_images)
         t = meta["synthetic_test"]
         print(f"exported {args.export} (sha256 {meta['sha256'][:16]}..., {len(meta['stages'])} training stages); "
               f"float on {t['images']} synthetic test images: a1 {t['a1']:.4f} rel {t['rel']:.4f} rms {t['rms']:.4f}")

@@ -233,9 +233,10 @@ def training_stages(final_ckpt: Path) -> list[dict]:
     return stages[::-1]
 
 
-def export_weights(final_ckpt: Path, dest: Path, extra: dict | None = None) -> dict:
+def export_weights(final_ckpt: Path, dest: Path, extra: dict | None = None, test_images: int = 0) -> dict:
     """Store the trained weights as float16 (classifier dropped) plus a JSON recipe: every training stage's
-    command, settings and validation log, and the file's SHA-256 (verified whenever the weights load)."""
+    command, settings and validation log, the file's SHA-256 (verified whenever the weights load) and, with
+    ``test_images``, the stored weights' float metrics on that many synthetic test images (``synthetic_test``)."""
     state = torch.load(final_ckpt, map_location="cpu", weights_only=True)
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["state_dict"].items()
           if ".classifier." not in k}
@@ -243,6 +244,8 @@ def export_weights(final_ckpt: Path, dest: Path, extra: dict | None = None) -> d
         torch.save(sd, tmp)
     digest = hashlib.sha256(Path(dest).read_bytes()).hexdigest()
     meta = {"file": Path(dest).name, "sha256": digest, "stages": training_stages(final_ckpt), **(extra or {})}
+    if test_images:
+        meta["synthetic_test"] = score_on_test(dest, test_images)
     pio.write_json(Path(dest).with_suffix(".json"), meta)
     return meta
 
@@ -251,10 +254,8 @@ def score_on_test(weights: Path, images: int = 200, progress: bool = True) -> di
     """Float metrics of stored weights on the first ``images`` of the synthetic test split (480x640, Eigen crop)."""
     from pyapprox.data import open_dataset
     from pyapprox.eval.evaluate import Variant, evaluate
-    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, load_weights
+    from pyapprox.models.weights import load_model
 
-    model = DenseDepthMBV2()
-    load_weights(model, weights)
     data = open_dataset("synthetic", images, progress=progress)
-    res = evaluate([Variant("float", model.float().eval())], data, progress=progress)["variants"]["float"]
+    res = evaluate([Variant("float", load_model(weights))], data, progress=progress)["variants"]["float"]
     return {**{k: round(v, 4) for k, v in res["metrics"].items()}, "images": res["images"], "data": data.name}
