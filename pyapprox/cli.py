@@ -43,15 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one sub-command. User errors print one line and exit 2; Ctrl-C at any moment (start-up imports
+    included) prints one line and exits 130, the shell's convention for an interrupt."""
+    command = "pyapprox"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = f"pyapprox {args.command}"
         return int(args._run(args) or 0)
     except PyapproxError as exc:
-        print(f"pyapprox {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pyapprox {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 

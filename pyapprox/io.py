@@ -56,3 +56,62 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 def load_npy(path: str | os.PathLike, mmap_mode=None) -> np.ndarray:
     """Load a .npy file without ever unpickling objects."""
     return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
+
+
+def check_output_path(path: str | os.PathLike, what: str, suffixes: tuple[str, ...] | None = None) -> Path:
+    """Refuse an output path that cannot be written, before any work starts; returns it as a Path.
+
+    ``what`` names the option or file in the message (``--json``, ``-o``). Refused: an existing directory, a
+    name ending in a path separator, a parent that is a file or not writable, and (when ``suffixes`` is
+    given) an extension outside ``suffixes``. Nothing is created on disk.
+    """
+    from pyapprox.errors import PyapproxError
+
+    text = os.fspath(path)
+    if not text or not text.strip():
+        raise PyapproxError(f"{what}: empty output path")
+    if "\0" in text:
+        raise PyapproxError(f"{what} {text!r}: the path contains a NUL character")
+    p = Path(text)
+    if text.endswith((os.sep, "/")) or p.is_dir():
+        raise PyapproxError(f"{what} {text}: is a directory; give a file name"
+                            + (f" ending in {' or '.join(suffixes)}" if suffixes else ""))
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise PyapproxError(f"{what} {text}: expected a file name ending in {' or '.join(suffixes)}")
+    if p.exists() and not p.is_file():
+        raise PyapproxError(f"{what} {text}: exists and is not a regular file")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise PyapproxError(f"{what} {text}: file is not writable")
+    parent = p.parent if str(p.parent) else Path(".")
+    ancestor = parent
+    while not ancestor.exists():
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PyapproxError(f"{what} {text}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PyapproxError(f"{what} {text}: directory {ancestor} is not writable")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """Refuse an output directory that exists as a file or cannot be created/written; creates nothing."""
+    from pyapprox.errors import PyapproxError
+
+    text = os.fspath(path)
+    if not text or not text.strip():
+        raise PyapproxError(f"{what}: empty directory path")
+    p = Path(text)
+    if p.exists() and not p.is_dir():
+        raise PyapproxError(f"{what} {text}: exists and is not a directory")
+    ancestor = p
+    while not ancestor.exists():
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PyapproxError(f"{what} {text}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PyapproxError(f"{what} {text}: directory {ancestor} is not writable")
+    return p

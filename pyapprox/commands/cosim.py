@@ -44,11 +44,14 @@ def load_image(spec: str, height: int, width: int, progress: bool):
 
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        from pyapprox.data.synthetic import load_split
+        from pyapprox.data import check_resolution
+        from pyapprox.data.synthetic import DEFAULT_SIZES, load_split
 
         idx = spec.split(":", 1)[1] if ":" in spec else "0"
-        if not idx.isdigit():
-            raise PyapproxError(f"--image {spec}: expected synthetic:N with N a test image index")
+        size = DEFAULT_SIZES["test"]
+        if not (idx.isascii() and idx.isdigit()) or not 0 <= int(idx) < size:
+            raise PyapproxError(f"--image {spec}: expected synthetic:N with N a test image index from 0 to {size - 1}")
+        check_resolution(height, width, "--height/--width")
         rgb, _ = load_split("test", int(idx) + 1, height, width, progress=progress)
         return np.asarray(rgb[int(idx)]), f"synthetic test image {idx} ({height}x{width})"
     path = Path(spec)
@@ -91,6 +94,14 @@ def run(args) -> int:
     # everything that can be checked without the model or a simulator, first
     if args.tiles < 0:
         raise PyapproxError(f"--tiles must be 0 (all) or more, got {args.tiles}")
+    if args.json:
+        pio.check_output_path(args.json, "--json", (".json",))
+    if args.build_dir:
+        pio.check_output_dir(args.build_dir, "--build-dir")
+    if str(args.image).startswith("synthetic"):
+        from pyapprox.data import check_resolution
+
+        check_resolution(args.height, args.width, "--height/--width")
     base = None
     if args.config:
         from pyapprox.nn.config import AccelConfig

@@ -68,6 +68,11 @@ def _gen(args) -> int:
     from pyapprox.lut.gen import generate
     from pyapprox.lut.library import library_lut
 
+    from pyapprox.io import check_output_path
+    from pyapprox.lut.table import FORMATS
+
+    if args.output:
+        check_output_path(args.output, "-o", FORMATS)
     t0 = time.perf_counter()
     sims = ("verilator", "icarus") if args.sim == "both" else (args.sim,)
     if args.name:
@@ -125,6 +130,10 @@ def _load(spec: str, signed: bool):
 def _stats(args) -> int:
     from pyapprox.lut.metrics import METRICS, error_metrics, plot_errors
 
+    from pyapprox.io import check_output_path
+
+    if args.plot:
+        check_output_path(args.plot, "--plot", (".png", ".pdf", ".svg"))
     lut = _load(args.lut, args.signed)
     m = error_metrics(lut)
     if args.plot:
@@ -140,6 +149,10 @@ def _stats(args) -> int:
 
 
 def _convert(args) -> int:
+    from pyapprox.io import check_output_path
+    from pyapprox.lut.table import FORMATS
+
+    check_output_path(args.output, "output", FORMATS)
     lut = _load(args.input, args.signed)
     lut.save(args.output)
     print(f"{args.input} -> {args.output}")
@@ -148,6 +161,8 @@ def _convert(args) -> int:
 
 def _table(args) -> int:
     from pyapprox.experiments.library_table import write_library_table
+    from pyapprox.io import check_output_dir
 
+    check_output_dir(args.outdir, "-o")
     write_library_table(Path(args.outdir), names=args.names, with_hw=not args.no_hw)
     return 0

@@ -10,6 +10,16 @@ import numpy as np
 from pyapprox.errors import PyapproxError
 
 SYNTHETIC_NAMES = ("synthetic", "synthetic:test", "synthetic:val", "synthetic:train")
+#: Rendered resolutions accepted (each side, pixels): the network needs at least 32; beyond 2048 a single
+#: image's quantized activations no longer fit a worker's memory.
+MIN_SIDE, MAX_SIDE = 32, 2048
+
+
+def check_resolution(height: int, width: int, what: str) -> None:
+    """Refuse a synthetic rendering resolution outside :data:`MIN_SIDE`..:data:`MAX_SIDE`, before any work."""
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int) or not MIN_SIDE <= v <= MAX_SIDE:
+            raise PyapproxError(f"{what}: {name} {v!r} is outside {MIN_SIDE}..{MAX_SIDE} pixels")
 
 
 class ArrayDataset:
@@ -50,6 +60,7 @@ def open_dataset(spec: str, limit: int | None = None, progress: bool = True):
 
         base = m.group(1)
         h, w = (int(m.group(2)), int(m.group(3))) if m.group(2) else (480, 640)
+        check_resolution(h, w, f"data set {spec}")
         split = base.split(":")[1] if ":" in base else "test"
         n = DEFAULT_SIZES[split] if limit is None else min(limit, DEFAULT_SIZES[split]) if split == "test" else limit
         rgb, depth = load_split(split, n, height=h, width=w, progress=progress)

@@ -21,7 +21,7 @@ from pyapprox.sim import tools
 from pyapprox.sim.hdl import HdlDesign, Port, format_ports
 from pyapprox.sim.sweep import SIMULATORS, Harness, sweep_all
 
-GEN_VERSION = 1
+GEN_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,23 @@ import numpy as np
 
 from pyapprox import io as pio
 from pyapprox.errors import PyapproxError
+from pyapprox.lut.sidecar import make_sidecar, read_sidecar
 
 OPERAND_FORMATS = ("unsigned", "signed", "sign-magnitude")
 FORMATS = (".npy", ".bin", ".csv", ".txt")
 N = 256
+
+
+#: Tables read without a width (.bin/.csv/.txt, .npy without sidecar) must fit this many bits: an 8x8
+#: multiplier's product needs 16, and anything beyond 32 is a corrupt file, not a multiplier.
+BARE_MAX_BITS = 32
+
+
+def value_range(operands: str, out_width: int) -> tuple[int, int]:
+    """Smallest and largest product an ``out_width``-bit output holds under an operand format."""
+    if operands == "signed":
+        return -(1 << (out_width - 1)), (1 << (out_width - 1)) - 1
+    return 0, (1 << out_width) - 1
 
 
 def code_values(operands: str) -> np.ndarray:
@@ -53,7 +66,20 @@ class LUT:
             raise PyapproxError(f"a LUT must hold integers, got dtype {t.dtype}")
         if self.operands not in OPERAND_FORMATS:
             raise PyapproxError(f"operand format {self.operands!r} is not one of {', '.join(OPERAND_FORMATS)}")
+        if isinstance(self.out_width, bool) or not isinstance(self.out_width, (int, np.integer)) \
+                or not 1 <= self.out_width <= 62:
+            raise PyapproxError(f"LUT output width {self.out_width!r}: expected an integer from 1 to 62 bits")
+        self.out_width = int(self.out_width)
         self.table = np.ascontiguousarray(t, dtype=np.int64)
+        lo, hi = value_range(self.operands, self.out_width)
+        bad = np.argwhere((self.table < lo) | (self.table > hi))
+        if bad.size:
+            i, j = (int(x) for x in bad[0])
+            v = code_values(self.operands)
+            raise PyapproxError(
+                f"LUT {self.meta.get('source') or self.name}: product {int(self.table[i, j])} at A={v[i]}, B={v[j]} does not "
+                f"fit a {self.out_width}-bit {self.operands} output ({lo}..{hi}); {bad.shape[0]} value(s) out of range"
+                + ("; a negative product needs a signed table (--signed)" if self.table[i, j] < 0 else ""))
 
     @property
     def signed(self) -> bool:
@@ -84,9 +110,13 @@ class LUT:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".npy":
-            pio.save_npy(path, self.table)
-            sidecar = dict(self.meta, operands=self.operands, out_width=self.out_width, digest=self.digest())
-            pio.write_json(path.with_suffix(".json"), sidecar)
+            sidecar = make_sidecar(self.meta, self.operands, self.out_width, self.digest())
+            pio.check_output_path(path.with_suffix(".json"), "LUT sidecar")
+            # both files are renamed into place only after both were written in full
+            with pio.atomic_path(path) as tmp_npy, pio.atomic_path(path.with_suffix(".json")) as tmp_json:
+                with open(tmp_npy, "wb") as f:
+                    np.save(f, self.table, allow_pickle=False)
+                tmp_json.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
         elif suffix == ".bin":
             raw = self.table & 0xFFFF
             if self.table.min() < (-32768 if self.signed else 0) or self.table.max() > (32767 if self.signed else 65535):
@@ -133,13 +163,25 @@ class LUT:
         raise PyapproxError(f"LUT file {path}: unknown format {suffix!r}; expected one of {', '.join(FORMATS)}")
 
 
-def _width_of(t: np.ndarray, signed: bool) -> int:
+def _width_of(t: np.ndarray, signed: bool, path: Path) -> int:
+    """The output width of a table read without one: at least 16 bits, at most :data:`BARE_MAX_BITS`."""
     lo, hi = int(t.min()), int(t.max())
     if signed:
         bits = max(lo.bit_length() if lo < 0 else 0, hi.bit_length()) + 1
     else:
         bits = hi.bit_length()
+    if bits > BARE_MAX_BITS:
+        i, j = np.unravel_index(int(np.argmax(np.abs(t))), t.shape)
+        raise PyapproxError(f"LUT file {path}: product {int(t[i, j])} at codes ({i}, {j}) needs {bits} bits; an 8x8 "
+                            f"multiplier's table must fit {BARE_MAX_BITS} bits (a wider output needs the .npy + .json "
+                            f"sidecar written by `pyapprox lut gen`)")
     return max(16, bits)
+
+
+def _bare_operands(t: np.ndarray, operands: str | None) -> str:
+    """Operand format of a table read without one: as given, else signed when a product is negative (only a
+    two's complement multiplier has negative products), else unsigned."""
+    return operands or ("signed" if (t < 0).any() else "unsigned")
 
 
 def _load_npy(path: Path, operands: str | None) -> LUT:
@@ -149,21 +191,25 @@ def _load_npy(path: Path, operands: str | None) -> LUT:
         raise PyapproxError(f"LUT file {path}: not a readable .npy array ({exc})") from exc
     if t.shape != (N, N) or not np.issubdtype(t.dtype, np.integer):
         raise PyapproxError(f"LUT file {path}: expected a 256x256 integer array, got {t.dtype} {t.shape}")
-    meta = {}
+    if t.dtype == np.uint64 and int(t.max()) >= 2 ** 63:
+        raise PyapproxError(f"LUT file {path}: values of 64 bits are not products of an 8x8 multiplier")
+    t = t.astype(np.int64)
     sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise PyapproxError(f"LUT sidecar {sidecar}: invalid JSON ({exc})") from exc
+    if not sidecar.exists():
+        ops = _bare_operands(t, operands)
+        return LUT(t, ops, _width_of(t, ops == "signed", path), {"source": str(path), "name": path.stem})
+    meta = read_sidecar(sidecar)
+    meta.pop("sidecar", None)
+    meta.pop("sidecar_digest", None)
+    digest = meta.pop("digest")
     ops = operands or meta.pop("operands", "unsigned")
-    width = int(meta.pop("out_width", _width_of(t, ops == "signed")))
-    digest = meta.pop("digest", None)
+    meta.pop("operands", None)
+    width = meta.pop("out_width", None) or _width_of(t, ops == "signed", path)
+    meta["source"] = str(path)
     lut = LUT(t, ops, width, meta)
-    if digest is not None and operands is None and digest != lut.digest():
+    if operands is None and digest != lut.digest():
         raise PyapproxError(f"LUT file {path}: table does not match the digest in {sidecar.name} "
                             f"(file modified or torn)")
-    lut.meta.setdefault("source", str(path))
     return lut
 
 
@@ -196,7 +242,7 @@ def _pairs_to_table(path: Path, a: np.ndarray, b: np.ndarray, p: np.ndarray, ope
     t = np.empty(N * N, np.int64)
     t[idx] = p
     t = t.reshape(N, N)
-    return LUT(t, ops, _width_of(t, ops == "signed"), {"source": str(path), "name": path.stem})
+    return LUT(t, ops, _width_of(t, ops == "signed", path), {"source": str(path), "name": path.stem})
 
 
 def _load_csv(path: Path, operands: str | None) -> LUT:
@@ -230,5 +276,5 @@ def _load_txt(path: Path, operands: str | None) -> LUT:
     except ValueError:
         bad = next(i for i, s in enumerate(lines) if not s.lstrip("-").isdigit())
         raise PyapproxError(f"LUT file {path}: line {bad + 1} is not an integer: {lines[bad]!r}") from None
-    ops = operands or ("signed" if (t < 0).any() else "unsigned")
-    return LUT(t, ops, _width_of(t, ops == "signed"), {"source": str(path), "name": path.stem})
+    ops = _bare_operands(t, operands)
+    return LUT(t, ops, _width_of(t, ops == "signed", path), {"source": str(path), "name": path.stem})

@@ -352,6 +352,15 @@ def load_weights(model: nn.Module, state_dict_or_path: Any) -> nn.Module:
         for k in sd
         if k in expected and tuple(sd[k].shape) != tuple(expected[k].shape)
     ]
+    wrong_dtype = [f"{k} ({str(sd[k].dtype).replace('torch.', '')})" for k in sd
+                   if k in expected and sd[k].dtype.is_floating_point != expected[k].dtype.is_floating_point]
+    if wrong_dtype and not (missing or unexpected or mismatched):
+        raise PyapproxError(f"{source}: tensors must be floating point like the model's parameters (weights cast to "
+                            f"integers have lost their values); wrong dtype: {_describe(wrong_dtype, 3)}")
+    nonfinite = [k for k in sd if k in expected and sd[k].dtype.is_floating_point and sd[k].numel()
+                 and not bool(torch.isfinite(sd[k]).all())]
+    if nonfinite and not (missing or unexpected or mismatched):
+        raise PyapproxError(f"{source}: tensors hold NaN or infinite values: {_describe(nonfinite, 3)}")
     if missing or unexpected or mismatched:
         parts = []
         if missing:

@@ -53,6 +53,19 @@ class AccelConfig:
         def bad(field, value, valid):
             raise PyapproxError(f"accelerator config: {field}={value!r} is not valid; expected {valid}")
 
+        for name in ("acc_bits", "requant_bits", "calib_images", "calib_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                bad(name, v, "an integer")
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)):
+            bad("percentile", self.percentile, "a number from 50 to 100")
+        for name in ("operand_format", "weight_port", "acc_mode", "calibration"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, getattr(self, name), "a string")
+        if not 0 <= self.calib_seed < 2 ** 32:
+            bad("calib_seed", self.calib_seed, "an integer from 0 to 2**32-1")
+        if self.calib_images > 10000:
+            bad("calib_images", self.calib_images, "at most 10000")
         if self.operand_format not in OPERAND_FORMATS:
             bad("operand_format", self.operand_format, " or ".join(OPERAND_FORMATS))
         if self.weight_port not in ("a", "b"):
@@ -106,11 +119,15 @@ class AccelConfig:
     @classmethod
     def load(cls, path: str | Path) -> "AccelConfig":
         path = Path(path)
+        if path.is_dir():
+            raise PyapproxError(f"accelerator config {path}: is a directory")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PyapproxError(f"accelerator config {path}: no such file") from None
-        except json.JSONDecodeError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PyapproxError(f"accelerator config {path}: cannot be read ({exc})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise PyapproxError(f"accelerator config {path}: invalid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise PyapproxError(f"accelerator config {path}: expected a JSON object")

@@ -11,6 +11,7 @@ research's short names (``0.0``, ``9.conv.1.0``, ``encoder.0.0``), glob patterns
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 from pathlib import Path
@@ -59,13 +60,18 @@ def select(selector: str, layers: dict[str, str]) -> list[str]:
 def parse_rules(obj, source: str = "plan") -> list[tuple[str, str]]:
     """Rules from a decoded plan file (see module docstring)."""
     if isinstance(obj, dict) and "rules" in obj:
+        _no_unknown_keys(obj, PLAN_KEYS, f"{source}: top-level")
+        if "meta" in obj and not isinstance(obj["meta"], dict):
+            raise PyapproxError(f"{source}: \"meta\" must be a JSON object")
         obj = obj["rules"]
     if isinstance(obj, dict):
         rules = list(obj.items())
     elif isinstance(obj, list):
         rules = []
         for i, r in enumerate(obj):
-            if isinstance(r, dict) and set(r) >= {"layers", "multiplier"}:
+            if isinstance(r, dict):
+                _no_unknown_keys(r, RULE_KEYS, f"{source}: rule {i}")
+            if isinstance(r, dict) and set(r) == set(RULE_KEYS):
                 rules.append((r["layers"], r["multiplier"]))
             elif isinstance(r, (list, tuple)) and len(r) == 2:
                 rules.append((r[0], r[1]))
@@ -79,13 +85,29 @@ def parse_rules(obj, source: str = "plan") -> list[tuple[str, str]]:
     return [(s, m.strip()) for s, m in rules]
 
 
+PLAN_KEYS = ("rules", "meta")
+RULE_KEYS = ("layers", "multiplier")
+
+
+def _no_unknown_keys(obj: dict, valid: tuple, where: str) -> None:
+    for key in obj:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PyapproxError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+
 def load_plan(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
+    if path.is_dir():
+        raise PyapproxError(f"plan file {path}: is a directory")
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PyapproxError(f"plan file {path}: no such file") from None
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PyapproxError(f"plan file {path}: cannot be read ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise PyapproxError(f"plan file {path}: invalid JSON ({exc})") from None
     return parse_rules(obj, str(path))
 

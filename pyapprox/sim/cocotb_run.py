@@ -12,12 +12,25 @@ from pathlib import Path
 
 from pyapprox.errors import PyapproxError
 from pyapprox.sim import tools
+from pyapprox.sim.hdl import check_identifier, check_macro_value, check_param_value, check_source_path
 
 
 def run_cocotb(simulator: str, sources, top: str, test_module: str, test_dir: Path, build_dir: Path,
                parameters: dict | None = None, defines: dict | None = None,
                extra_env: dict | None = None) -> Path:
-    """Build ``top`` from ``sources`` and run ``test_module``; return the results XML. Raises on failure."""
+    """Build ``top`` from ``sources`` and run ``test_module``; return the results XML. Raises on failure.
+
+    Names must be Verilog identifiers and values integers or the literal/macro forms of
+    :mod:`pyapprox.sim.hdl` (checked here again, whoever built them): they reach the simulators' command lines.
+    """
+    check_identifier(top, "top module")
+    for k, v in (parameters or {}).items():
+        check_identifier(k, "parameter name")
+        check_param_value(k, v)
+    for k, v in (defines or {}).items():
+        check_identifier(k, "macro name")
+        check_macro_value(k, v)
+    sources = [check_source_path(s) for s in sources]
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     build_args: list[str] = []

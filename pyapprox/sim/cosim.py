@@ -291,6 +291,7 @@ def _lut_file_rtl(spec: str) -> MultiplierRtl:
         raise PyapproxError(f"multiplier {spec}: the sidecar does not record the operand/product ports")
     sm = lut.operands == "sign-magnitude"
     hd = HdlDesign.create(sources, top, dict(params), dict(defines))
+    params, defines = hd.params, hd.defines  # validated and normalised
     have = hd.ports()
     for role in ("a", "b", "out") + (("a_sign", "b_sign", "out_sign") if sm else ()):
         if ports.get(role) not in have:

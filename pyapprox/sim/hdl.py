@@ -17,9 +17,115 @@ from pathlib import Path
 from pyapprox.errors import PyapproxError
 from pyapprox.sim import tools
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-# integers, sized/based literals (8'd3, 4'sb1010, 'hFF) and simple strings
-_LITERAL = re.compile(r"""^(-?\d+|\d*'[sS]?[bBoOdDhH][0-9a-fA-F_]+|"[^"\\\n]*")$""")
+# What may reach a tool's command line or script (Yosys script, Icarus/Verilator argv, generated Verilog).
+# Nothing else is ever pasted into one: names are plain Verilog identifiers (no `$`, no escaped identifiers);
+# values are integers, based literals (8'd3, 4'sb1010, 'hFF), identifiers or short quoted words; source
+# paths use a portable character set. Anything outside these sets is refused before a tool runs.
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_INT = r"-?\d{1,19}"
+_BASED = r"\d{0,3}'[sS]?(?:[bB][01xXzZ_]+|[oO][0-7xXzZ_]+|[dD][0-9_]+|[hH][0-9a-fA-F_xXzZ]+)"
+_LITERAL = re.compile(rf"""^(?:{_INT}|{_BASED}|"[A-Za-z0-9_.+-]{{0,64}}")$""")
+_WORD = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+_LIT = rf"""(?:{_INT}|{_BASED}|"[A-Za-z0-9_.+-]{{0,64}}")"""
+_OVERRIDE = rf"#\(\.{_WORD}\({_LIT}\)(?:,\.{_WORD}\({_LIT}\))*\)"
+_MACRO_VALUE = re.compile(rf"^(?:|{_INT}|{_BASED}|{_WORD}|{_OVERRIDE})$")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+,=@~-]+$")
+VALUE_RULES = ("an integer, a based literal such as 8'd3 or 'hFF, or a quoted word of letters, digits and _.+-")
+MACRO_RULES = ("empty, an integer, a based literal such as 8'd3, an identifier, or a parameter override "
+               "#(.NAME(VALUE),...) of such values")
+PATH_RULES = "letters, digits and _ . / + , = @ ~ -"
+
+# System tasks that reach the file system or the operating system. A design that calls one is refused before
+# any simulator runs: simulating someone else's Verilog must not write, read or execute anything on this machine.
+_SYSTEM_TASK = re.compile(r"\$[A-Za-z_][A-Za-z0-9_$]*")
+_FORBIDDEN_TASKS = re.compile(
+    r"^\$(?:f(?:open|close|write[bho]?|display[bho]?|strobe[bho]?|monitor[bho]?|flush|getc|gets|scanf|read|"
+    r"seek|tell|eof|error|putc)|ungetc|rewind|readmem[bh]|writemem[bh]|dump\w*|system|sdf_annotate|save|restart|"
+    r"incsave|input|log|nolog|key|nokey|list|scope|showvars|reset)$")
+_COMMENTS_STRINGS = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"', re.S)
+
+
+def check_identifier(name, what: str) -> str:
+    """``name`` if it is a plain Verilog identifier, else :class:`PyapproxError` naming ``what``."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise PyapproxError(f"{what} {name!r} is not a Verilog identifier (letters, digits and _, not starting "
+                            f"with a digit, at most 128 characters)")
+    return name
+
+
+def check_param_value(name: str, value, what: str = "parameter") -> str:
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not _LITERAL.match(text):
+        raise PyapproxError(f"{what} {name}={value!r}: expected {VALUE_RULES}")
+    return text
+
+
+def check_macro_value(name: str, value, what: str = "macro") -> str:
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not _MACRO_VALUE.match(text):
+        raise PyapproxError(f"{what} {name}={value!r}: expected {MACRO_RULES}")
+    return text
+
+
+def check_source_path(path, what: str = "Verilog source") -> Path:
+    """An existing regular file whose absolute path uses only :data:`PATH_RULES` characters."""
+    text = str(path)
+    p = Path(text)
+    if not p.is_file():
+        raise PyapproxError(f"{what} {text}: no such file")
+    resolved = p.resolve()
+    if not _SAFE_PATH.match(str(resolved)):
+        bad = sorted({c for c in str(resolved) if not _SAFE_PATH.match(c)})
+        raise PyapproxError(f"{what} {text}: its path contains {', '.join(map(repr, bad))}; simulator and Yosys "
+                            f"paths may use only {PATH_RULES} (rename or move the file)")
+    return resolved
+
+
+def forbidden_system_tasks(text: str) -> list[str]:
+    """File/OS system tasks (``$fopen``, ``$system``, ``$dumpfile``, ``$readmemh`` ...) called in Verilog ``text``
+    (comments and string literals ignored)."""
+    code = _COMMENTS_STRINGS.sub(" ", text)
+    return sorted({t for t in _SYSTEM_TASK.findall(code) if _FORBIDDEN_TASKS.match(t)})
+
+
+_COMMENTS = re.compile(r'//[^\n]*|/\*.*?\*/', re.S)
+_INCLUDE = re.compile(r'`include\s*(\S*)')
+
+
+def check_sources_safe(paths, max_files: int = 256) -> None:
+    """Refuse sources that call file/OS system tasks, directly or in any `include'd file (every branch of
+    every `ifdef is read), that paste tokens (``) or that include a file named by a macro or not found."""
+    todo = [Path(p) for p in paths]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        if len(seen) > max_files:
+            raise PyapproxError(f"Verilog source {path}: more than {max_files} files through `include")
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as exc:
+            raise PyapproxError(f"Verilog source {path}: cannot be read ({exc.strerror})") from None
+        bad = forbidden_system_tasks(text)
+        if bad:
+            raise PyapproxError(f"Verilog source {path}: calls {', '.join(bad)}; system tasks that reach files or "
+                                f"the operating system are refused (a multiplier needs none)")
+        code = _COMMENTS.sub(" ", text)
+        if "``" in code:
+            raise PyapproxError(f"Verilog source {path}: macro token pasting (``) is not accepted in designs")
+        for arg in _INCLUDE.findall(code):
+            m = re.fullmatch(r'"([^"\n]+)"', arg)
+            if not m:
+                raise PyapproxError(f"Verilog source {path}: `include {arg}: only a quoted file name is accepted")
+            cands = [path.parent / m.group(1), Path.cwd() / m.group(1)]
+            found = [c for c in cands if c.is_file()]
+            if not found:
+                raise PyapproxError(f"Verilog source {path}: `include \"{m.group(1)}\": file not found next to "
+                                    f"the source or in the current directory")
+            todo.extend(c.resolve() for c in found)
+
 
 # Yosys cell types that hold state: a design containing any of them is not combinational.
 _STATE_CELLS = re.compile(r"^\$(.*dff.*|.*dlatch.*|sr|mem.*|fsm)$")
@@ -42,34 +148,34 @@ class HdlDesign:
     defines: tuple[tuple[str, str], ...] = ()
     _ports: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __post_init__(self):
+        # every value that reaches a tool is checked here, however the object was built
+        for p in self.sources:
+            if not _SAFE_PATH.match(str(p)):
+                raise PyapproxError(f"Verilog source {p}: paths may use only {PATH_RULES}")
+        check_identifier(self.top, "top module")
+        for k, v in self.params:
+            check_identifier(k, "parameter name")
+            if not _LITERAL.match(v):
+                raise PyapproxError(f"parameter {k}={v!r}: expected {VALUE_RULES}")
+        for k, v in self.defines:
+            check_identifier(k, "macro name")
+            if not _MACRO_VALUE.match(v):
+                raise PyapproxError(f"macro {k}={v!r}: expected {MACRO_RULES}")
+
     @classmethod
     def create(cls, sources, top: str, params=None, defines=None) -> "HdlDesign":
-        paths = []
-        for s in sources:
-            p = Path(s)
-            if not p.is_file():
-                raise PyapproxError(f"Verilog source {s}: no such file")
-            if any(c in str(p) for c in '"\n'):
-                raise PyapproxError(f"Verilog source {s}: file names with quotes or newlines are not supported")
-            paths.append(p.resolve())
+        paths = [check_source_path(s) for s in sources]
         if not paths:
             raise PyapproxError("no Verilog source files given")
-        if not _IDENT.match(top or ""):
-            raise PyapproxError(f"top module {top!r} is not a Verilog identifier")
-        norm_params = []
-        for name, value in dict(params or {}).items():
-            value = str(value).strip()
-            if not _IDENT.match(name):
-                raise PyapproxError(f"parameter name {name!r} is not a Verilog identifier")
-            if not _LITERAL.match(value):
-                raise PyapproxError(
-                    f"parameter {name}={value!r}: expected an integer, a based literal such as 8'd3, or a quoted string")
-            norm_params.append((name, value))
-        norm_defines = []
-        for name, value in dict(defines or {}).items():
-            if not _IDENT.match(name) or "\n" in str(value):
-                raise PyapproxError(f"macro {name!r}: invalid name or value")
-            norm_defines.append((name, str(value)))
+        check_sources_safe(paths)
+        check_identifier(top, "top module")
+        if not isinstance(params or {}, dict) or not isinstance(defines or {}, dict):
+            raise PyapproxError("parameters and macros must be NAME=VALUE mappings")
+        norm_params = [(check_identifier(k, "parameter name"), check_param_value(k, v))
+                       for k, v in dict(params or {}).items()]
+        norm_defines = [(check_identifier(k, "macro name"), check_macro_value(k, v))
+                        for k, v in dict(defines or {}).items()]
         return cls(tuple(paths), top, tuple(norm_params), tuple(norm_defines))
 
     # -- identity -------------------------------------------------------------------------------

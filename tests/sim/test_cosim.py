@@ -174,13 +174,19 @@ def test_lut_moved_with_its_sources_finds_them(user_lut, tmp_path):
     """A LUT whose recorded source path is gone finds the same file (same SHA-256) next to it."""
     import shutil
 
-    for f in ("my_mult.npy", "my_mult.v"):
-        shutil.copy(user_lut / f, tmp_path / f)
-    side = json.loads((user_lut / "my_mult.json").read_text())
-    side["sources"] = {"/no/such/dir/my_mult.v": digest for digest in side["sources"].values()}
-    (tmp_path / "my_mult.json").write_text(json.dumps(side))
-    rtl = multiplier_rtl(str(tmp_path / "my_mult.npy"))
-    assert [str(s) for s in rtl.sources] == [str((tmp_path / "my_mult.v").resolve())]
+    from pyapprox.lut.table import LUT
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    shutil.copy(user_lut / "my_mult.v", origin / "my_mult.v")
+    lut = LUT.load(user_lut / "my_mult.npy")
+    lut.meta["sources"] = {str((origin / "my_mult.v").resolve()): d for d in lut.meta["sources"].values()}
+    lut.save(origin / "my_mult.npy")
+    moved = tmp_path / "moved"
+    shutil.copytree(origin, moved)
+    shutil.rmtree(origin)
+    rtl = multiplier_rtl(str(moved / "my_mult.npy"))
+    assert [str(s) for s in rtl.sources] == [str((moved / "my_mult.v").resolve())]
 
 
 # -- bad input: clear errors before any simulation ------------------------------------------------------
