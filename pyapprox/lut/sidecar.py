@@ -106,7 +106,7 @@ def validate_fields(fields: dict, where: str) -> None:
     if "sidecar" in fields and (type(fields["sidecar"]) is not int):
         bad("sidecar", "an integer format version")
     for key in ("digest", "sidecar_digest"):
-        if key in fields and not (isinstance(fields[key], str) and _HEX64.match(fields[key])):
+        if key in fields and not (isinstance(fields[key], str) and _HEX64.fullmatch(fields[key])):
             bad(key, "64 lower-case hex digits (SHA-256)")
     if "operands" in fields and fields["operands"] not in OPERAND_FORMATS:
         bad("operands", " or ".join(OPERAND_FORMATS))
@@ -128,7 +128,7 @@ def validate_fields(fields: dict, where: str) -> None:
             bad("sources", "at most 256 files")
         for p, digest in srcs.items():
             text("sources", p)
-            if not (isinstance(digest, str) and _HEX64.match(digest)):
+            if not (isinstance(digest, str) and _HEX64.fullmatch(digest)):
                 bad("sources", "file path -> SHA-256 (64 hex digits)")
     if "ports" in fields:
         for role, port in mapping("ports").items():

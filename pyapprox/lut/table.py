@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,22 +246,46 @@ def _pairs_to_table(path: Path, a: np.ndarray, b: np.ndarray, p: np.ndarray, ope
     return LUT(t, ops, _width_of(t, ops == "signed", path), {"source": str(path), "name": path.stem})
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+
+
+def _int(text: str, path: Path, where: str) -> int:
+    """An ASCII decimal integer within int64, else one clear error naming the file and line."""
+    t = text.strip()
+    if not _INT_TEXT.fullmatch(t) or abs(int(t)) >= 2 ** 62:
+        raise PyapproxError(f"LUT file {path}: {where} is not an integer below 2**62: {t[:40]!r}")
+    return int(t)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PyapproxError(f"LUT file {path}: not UTF-8 text (byte {exc.start}); expected decimal integers") from None
+    except OSError as exc:
+        raise PyapproxError(f"LUT file {path}: cannot be read ({exc.strerror})") from None
+
+
 def _load_csv(path: Path, operands: str | None) -> LUT:
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
+    text = _read_text(path)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None or [h.strip().upper() for h in header] != ["A", "B", "P"]:
-            raise PyapproxError(f"LUT file {path}: first line must be the header A,B,P, got {header}")
+            raise PyapproxError(f"LUT file {path}: first line must be the header A,B,P, got {repr(header)[:60]}")
         rows = []
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != 3:
                 raise PyapproxError(f"LUT file {path}: line {lineno} has {len(row)} fields, expected 3 (A,B,P)")
-            try:
-                rows.append((int(row[0]), int(row[1]), int(row[2])))
-            except ValueError as exc:
-                raise PyapproxError(f"LUT file {path}: line {lineno} is not three integers: {row}") from exc
+            if not all(_INT_TEXT.fullmatch(c.strip()) for c in row):
+                raise PyapproxError(f"LUT file {path}: line {lineno} is not three integers: {repr(row)[:80]}")
+            rows.append(tuple(_int(c, path, f"line {lineno}") for c in row))
+            if len(rows) > N * N:
+                raise PyapproxError(f"LUT file {path}: more than 65,536 data rows")
+    except csv.Error as exc:
+        raise PyapproxError(f"LUT file {path}: not a CSV table ({exc})") from None
     if not rows:
         raise PyapproxError(f"LUT file {path}: no data rows")
     arr = np.array(rows, dtype=np.int64)
@@ -268,13 +293,12 @@ def _load_csv(path: Path, operands: str | None) -> LUT:
 
 
 def _load_txt(path: Path, operands: str | None) -> LUT:
-    lines = path.read_text().split()
+    lines = _read_text(path).split()
     if len(lines) != N * N:
         raise PyapproxError(f"LUT file {path}: {len(lines)} values, expected 65,536 (one per line, A-major)")
-    try:
-        t = np.array([int(s) for s in lines], dtype=np.int64).reshape(N, N)
-    except ValueError:
-        bad = next(i for i, s in enumerate(lines) if not s.lstrip("-").isdigit())
-        raise PyapproxError(f"LUT file {path}: line {bad + 1} is not an integer: {lines[bad]!r}") from None
+    for i, s_ in enumerate(lines):
+        if not _INT_TEXT.fullmatch(s_):
+            raise PyapproxError(f"LUT file {path}: line {i + 1} is not an integer: {s_[:40]!r}")
+    t = np.array([_int(s_, path, f"line {i + 1}") for i, s_ in enumerate(lines)], dtype=np.int64).reshape(N, N)
     ops = _bare_operands(t, operands)
     return LUT(t, ops, _width_of(t, ops == "signed", path), {"source": str(path), "name": path.stem})

@@ -47,22 +47,22 @@ _COMMENTS_STRINGS = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"', re.S)
 
 def check_identifier(name, what: str) -> str:
     """``name`` if it is a plain Verilog identifier, else :class:`PyapproxError` naming ``what``."""
-    if not isinstance(name, str) or not _IDENT.match(name):
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
         raise PyapproxError(f"{what} {name!r} is not a Verilog identifier (letters, digits and _, not starting "
                             f"with a digit, at most 128 characters)")
     return name
 
 
 def check_param_value(name: str, value, what: str = "parameter") -> str:
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not _LITERAL.match(text):
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not _LITERAL.fullmatch(text):
         raise PyapproxError(f"{what} {name}={value!r}: expected {VALUE_RULES}")
     return text
 
 
 def check_macro_value(name: str, value, what: str = "macro") -> str:
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not _MACRO_VALUE.match(text):
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not _MACRO_VALUE.fullmatch(text):
         raise PyapproxError(f"{what} {name}={value!r}: expected {MACRO_RULES}")
     return text
 
@@ -74,8 +74,8 @@ def check_source_path(path, what: str = "Verilog source") -> Path:
     if not p.is_file():
         raise PyapproxError(f"{what} {text}: no such file")
     resolved = p.resolve()
-    if not _SAFE_PATH.match(str(resolved)):
-        bad = sorted({c for c in str(resolved) if not _SAFE_PATH.match(c)})
+    if not _SAFE_PATH.fullmatch(str(resolved)):
+        bad = sorted({c for c in str(resolved) if not _SAFE_PATH.fullmatch(c)})
         raise PyapproxError(f"{what} {text}: its path contains {', '.join(map(repr, bad))}; simulator and Yosys "
                             f"paths may use only {PATH_RULES} (rename or move the file)")
     return resolved
@@ -151,16 +151,16 @@ class HdlDesign:
     def __post_init__(self):
         # every value that reaches a tool is checked here, however the object was built
         for p in self.sources:
-            if not _SAFE_PATH.match(str(p)):
+            if not _SAFE_PATH.fullmatch(str(p)):
                 raise PyapproxError(f"Verilog source {p}: paths may use only {PATH_RULES}")
         check_identifier(self.top, "top module")
         for k, v in self.params:
             check_identifier(k, "parameter name")
-            if not _LITERAL.match(v):
+            if not _LITERAL.fullmatch(v):
                 raise PyapproxError(f"parameter {k}={v!r}: expected {VALUE_RULES}")
         for k, v in self.defines:
             check_identifier(k, "macro name")
-            if not _MACRO_VALUE.match(v):
+            if not _MACRO_VALUE.fullmatch(v):
                 raise PyapproxError(f"macro {k}={v!r}: expected {MACRO_RULES}")
 
     @classmethod
