@@ -36,6 +36,7 @@ import numpy as np
 from pyapprox.errors import PyapproxError
 from pyapprox.rtl import RTL_DIR
 from pyapprox.sim.cocotb_run import run_cocotb
+from pyapprox.sim.hdl import check_identifier, check_param_value
 
 ROOT = RTL_DIR.parent
 MAC_DIR = RTL_DIR / "mac"
@@ -216,7 +217,17 @@ def _port_width(design, port: str) -> int:
 
 
 def _adapter(top: str, params: tuple, port_map: dict, ties: dict, out_width: int, sm: bool, widths: dict) -> tuple[str, str]:
-    """A module with the slot's port names around ``top`` (``port_map``: slot port -> design port)."""
+    """A module with the slot's port names around ``top`` (``port_map``: slot port -> design port).
+
+    Every name pasted into it is a checked Verilog identifier and every value an integer or checked literal."""
+    check_identifier(top, "top module")
+    for name in list(port_map.values()) + list(ties):
+        check_identifier(name, "port")
+    for k, v in params:
+        check_identifier(k, "parameter name")
+        check_param_value(k, v)
+    ties = {k: int(v) for k, v in ties.items()}
+    out_width = int(out_width)
     digest = hashlib.sha256(json.dumps([top, params, port_map, ties, out_width, sm], sort_keys=True).encode())
     name = f"pyapprox_mac_mult_{digest.hexdigest()[:10]}"
     if sm:

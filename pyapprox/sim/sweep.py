@@ -25,7 +25,7 @@ import numpy as np
 
 from pyapprox.errors import PyapproxError
 from pyapprox.sim import tools
-from pyapprox.sim.hdl import HdlDesign
+from pyapprox.sim.hdl import HdlDesign, check_identifier
 
 SIMULATORS = ("verilator", "icarus")
 MAX_SWEEP_BITS = 24
@@ -64,6 +64,8 @@ def wrapper_source(design: HdlDesign, harness: Harness) -> str:
         raise PyapproxError(f"cannot sweep {n} input bits exhaustively (at most {MAX_SWEEP_BITS})")
     if not 0 < m <= 64:
         raise PyapproxError(f"outputs of {m} bits in total are not supported (1 to 64)")
+    for port, *_ in harness.inputs + harness.outputs + harness.ties:
+        check_identifier(port, "port")
     conns = []
     lo = n
     for port, width in harness.inputs:
