@@ -9,7 +9,6 @@ prints the tables and writes a PNG panel per image and a JSON of all numbers int
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 DEFAULT_MULTIPLIERS = ("mbm", "trunc6", "drum4")
 
@@ -41,8 +40,9 @@ def run(args) -> int:
 
     if not args.multipliers:
         raise PyapproxError("--multipliers needs at least one name")
+    outdir = pio.check_output_dir(args.outdir, "--outdir")
+    pio.check_output_path(outdir / "demo.json", "--outdir")
     t0 = time.perf_counter()
-    outdir = Path(args.outdir)
     print("== multiplier library (tables from Verilator + Icarus simulation, checked against golden models) ==")
     print_library_table(names=list(dict.fromkeys(["exact", *args.multipliers])))
     cfg = AccelConfig()
@@ -64,8 +64,7 @@ def run(args) -> int:
     for i in range(min(args.panels, len(data))):
         rgb, gt = data[i]
         preds = {n: res["predictions"][n][i] for n in names}
-        write_panel(outdir / f"panel_{i:03d}.png", rgb, gt, preds, f"{data.name} image {i}",
-                    error_of=[n for n in names if n not in ("float", "exact")])
+        write_panel(outdir / f"panel_{i:03d}.png", rgb, gt, preds, f"{data.name} image {i}")
     out = {"data": {"name": data.name, "images": len(data)}, "weights": str(DEFAULT_WEIGHTS),
            "accelerator": cfg.to_dict(), "accelerator_text": cfg.describe(),
            "multipliers": {m: {"metrics": error_metrics(l), "digest": l.digest()} for m, l in luts.items()},

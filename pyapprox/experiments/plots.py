@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyapprox import io as pio
+from pyapprox.eval.metrics import HIGHER_IS_BETTER
 
 
 def _plt():
@@ -44,11 +45,13 @@ def annotate_points(ax, points, fontsize: int = 7) -> None:
 
 
 def layer_sweep_chart(rec: dict, path: Path, metric: str = "a1") -> Path:
+    """Bars of each layer's change of ``metric``, red where the change is a degradation."""
     plt = _plt()
     rows = rec["rows"]
     fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(rows) + 2), 4))
     vals = [r["delta"][metric] for r in rows]
-    ax.bar(range(len(rows)), vals, color=["#c0392b" if v < 0 else "#2e86c1" for v in vals])
+    worse = [(v < 0) if HIGHER_IS_BETTER[metric] else (v > 0) for v in vals]
+    ax.bar(range(len(rows)), vals, color=["#c0392b" if w else "#2e86c1" for w in worse])
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["short"] for r in rows], rotation=90, fontsize=6)
     ax.set_ylabel(f"change of {metric} vs exact-quantized")

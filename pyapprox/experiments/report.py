@@ -9,7 +9,20 @@ import time
 from pathlib import Path
 
 from pyapprox import io as pio
-from pyapprox.eval.metrics import METRIC_NAMES
+from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from pyapprox.experiments.store import ANY, METRICS, NUMBER, NUMBER_OR_NULL, MapOf, OneOf, Opt
+
+_CONTEXT = Opt({"data": Opt(ANY), "limit": Opt(ANY), "weights": Opt(ANY), "config": Opt(ANY)})
+# what the report (and its plots) read of each kind of run; a run not matching is refused by the store
+RUN_SCHEMAS = {
+    "sweep-layers": {"multiplier": str, "context": _CONTEXT, "baseline": {"key": str, "metrics": METRICS},
+                     "rows": [{"short": str, "kind": str, "macs": NUMBER, "delta": METRICS}]},
+    "sweep-multipliers": {"cost_metric": str, "accuracy": OneOf(METRIC_NAMES), "context": _CONTEXT,
+                          "rows": [{"multiplier": str, "key": str, "cost": NUMBER_OR_NULL, "pareto": Opt(ANY),
+                                    "metrics": METRICS}]},
+    "search": {"budget": [str], "plan": MapOf(str), "cost": NUMBER, "exact_cost": NUMBER, "saving": NUMBER,
+               "evaluations": ANY, "baseline": METRICS, "metrics": METRICS, "key": str, "context": _CONTEXT},
+}
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
@@ -17,7 +30,7 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table { border-collapse: collapse; font-size: .85em; margin: .8em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f2f2f2; } td.l, th.l { text-align: left; }
-tr.pareto td { background: #fdecea; } .neg { color: #c0392b; } .pos { color: #1e8449; }
+tr.pareto td { background: #fdecea; } .worse { color: #c0392b; } .better { color: #1e8449; }
 img { max-width: 100%; border: 1px solid #eee; margin: .4em 0; } .meta { color: #666; font-size: .85em; }
 """
 
@@ -31,19 +44,26 @@ def _png_of(fn, rec) -> bytes:
         return fn(rec, Path(d) / "p.png").read_bytes()
 
 
+def change_class(metric: str, change: float) -> str:
+    """CSS class of a metric change: ``better`` (an improvement), ``worse``, or ``""`` (none)."""
+    if change == 0:
+        return ""
+    return "better" if (change > 0) == HIGHER_IS_BETTER[metric] else "worse"
+
+
 def _metrics_cells(m: dict, delta: bool = False) -> str:
     if not delta:
         return "".join(f"<td>{m[k]:.4f}</td>" for k in METRIC_NAMES)
-    return "".join(f'<td class="{"neg" if m[k] < 0 else "pos" if m[k] > 0 else ""}">{m[k]:+.4f}</td>'
-                   for k in METRIC_NAMES)
+    return "".join(f'<td class="{change_class(k, m[k])}">{m[k]:+.4f}</td>' for k in METRIC_NAMES)
 
 
 def build_report(store) -> str:
+    """The HTML page of every run in ``store``; a run that is not what pyapprox wrote is a PyapproxError."""
     from pyapprox.experiments import plots
 
     parts = [f"<h1>pyapprox results</h1><p class='meta'>store {html.escape(str(store.path))}, "
              f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
-    runs = store.runs()
+    runs = store.runs(schemas=RUN_SCHEMAS)
     if not runs:
         parts.append("<p>No sweeps or searches in this store yet.</p>")
     head = "".join(f"<th>{k}</th>" for k in METRIC_NAMES)
@@ -60,15 +80,16 @@ def build_report(store) -> str:
 
     for run in runs:
         ctx = run.get("context", {})
-        meta = (f"<p class='meta'>data {html.escape(str(ctx.get('data')))} ({ctx.get('limit')} images), weights "
-                f"sha256 {str(ctx.get('weights'))[:12]}, accelerator {html.escape(str(ctx.get('config')))}</p>")
+        meta = (f"<p class='meta'>data {html.escape(str(ctx.get('data')))} ({html.escape(str(ctx.get('limit')))} "
+                f"images), weights sha256 {html.escape(str(ctx.get('weights'))[:12])}, accelerator "
+                f"{html.escape(str(ctx.get('config')))}</p>")
         if run["kind"] == "sweep-layers":
             parts.append(f"<h2 id='run{run['id']}'>Layer sensitivity: {html.escape(run['multiplier'])}</h2>{meta}")
             parts.append("<p>Baseline (exact-quantized): " + ", ".join(
-                f"{k} {v:.4f}" for k, v in run["baseline"]["metrics"].items()) + "</p>")
+                f"{k} {run['baseline']['metrics'][k]:.4f}" for k in METRIC_NAMES) + "</p>")
             parts.append(_img(_png_of(plots.layer_sweep_chart, run), "layer sweep chart"))
-            rows = "".join(f"<tr><td>{i}</td><td class='l'>{html.escape(r['short'])}</td><td class='l'>{r['kind']}</td>"
-                           f"<td>{r['macs']:,}</td>{_metrics_cells(r['delta'], True)}</tr>"
+            rows = "".join(f"<tr><td>{i}</td><td class='l'>{html.escape(r['short'])}</td>"
+                           f"<td class='l'>{html.escape(r['kind'])}</td><td>{r['macs']:,}</td>{_metrics_cells(r['delta'], True)}</tr>"
                            for i, r in enumerate(run["rows"], 1))
             parts.append(f"<table class='ranking'><tr><th>rank</th><th class='l'>layer</th><th class='l'>kind</th>"
                          f"<th>MACs</th>{''.join(f'<th>&Delta;{k}</th>' for k in METRIC_NAMES)}</tr>{rows}</table>")
@@ -81,15 +102,15 @@ def build_report(store) -> str:
                 f"<td>{'%.4g' % r['cost'] if r['cost'] is not None else 'unknown'}</td>"
                 f"<td>{'yes' if r.get('pareto') else ''}</td>{_metrics_cells(r['metrics'])}</tr>"
                 for r in sorted(run["rows"], key=lambda r: (r["cost"] is None, r["cost"] or 0)))
-            parts.append(f"<table class='multipliers'><tr><th class='l'>multiplier</th><th>cost ({run['cost_metric']}"
-                         f" x MACs)</th><th>Pareto</th>{head}</tr>{rows}</table>")
+            parts.append(f"<table class='multipliers'><tr><th class='l'>multiplier</th>"
+                         f"<th>cost ({html.escape(run['cost_metric'])} x MACs)</th><th>Pareto</th>{head}</tr>{rows}</table>")
             for r in run["rows"]:
                 parts.append(panels(r["key"], f"{r['multiplier']} predictions"))
         elif run["kind"] == "search":
             parts.append(f"<h2 id='run{run['id']}'>Search: {html.escape(', '.join(run['budget']))}</h2>{meta}")
             parts.append(f"<p>{len(run['plan'])} approximate layers, cost {run['cost']:.4g} vs exact "
                          f"{run['exact_cost']:.4g} ({100 * run['saving']:.1f}% saved), "
-                         f"{run['evaluations']} whole-network evaluations.</p>")
+                         f"{html.escape(str(run['evaluations']))} whole-network evaluations.</p>")
             parts.append(f"<table><tr><th class='l'>variant</th>{head}</tr>"
                          f"<tr><td class='l'>exact-quantized</td>{_metrics_cells(run['baseline'])}</tr>"
                          f"<tr><td class='l'>plan</td>{_metrics_cells(run['metrics'])}</tr></table>")

@@ -11,6 +11,21 @@ from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from pyapprox.experiments.engine import EvalContext, Job, run_jobs
 
 COST_METRICS = ("transistors", "gates", "ice40_lut4", "xilinx_lut")
+FRACTION_METRICS = ("a1", "a2", "a3")  # fractions of pixels, within [0, 1]; the other metrics are >= 0
+
+
+def check_cost_metric(name: str, what: str = "cost metric") -> str:
+    """``name`` if it is one of :data:`COST_METRICS`; else a PyapproxError naming ``what`` (the option)."""
+    if name not in COST_METRICS:
+        raise PyapproxError(f"{what} {name!r}: unknown cost metric; valid: {', '.join(COST_METRICS)}")
+    return name
+
+
+def check_metric(name: str, what: str = "accuracy metric") -> str:
+    """``name`` if it is one of the depth metrics (METRIC_NAMES); else a PyapproxError naming ``what``."""
+    if name not in METRIC_NAMES:
+        raise PyapproxError(f"{what} {name!r}: unknown metric; valid: {', '.join(METRIC_NAMES)}")
+    return name
 
 
 def network_layers(height: int = 480, width: int = 640):
@@ -57,8 +72,7 @@ def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
     from pyapprox.lut.library import is_lut_file
     from pyapprox.sim.hdl import HdlDesign
 
-    if metric not in COST_METRICS:
-        raise PyapproxError(f"unknown cost metric {metric!r}; valid: {', '.join(COST_METRICS)}")
+    check_cost_metric(metric)
     if is_lut_file(name):
         from pyapprox.lut.table import LUT
 
@@ -146,8 +160,8 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
 
     if not names:
         raise PyapproxError("the multiplier list is empty; name at least one (library names or LUT files)")
-    if accuracy not in METRIC_NAMES:
-        raise PyapproxError(f"unknown accuracy metric {accuracy!r}; valid: {', '.join(METRIC_NAMES)}")
+    check_cost_metric(cost_metric)
+    check_metric(accuracy)
     layers = network_layers()
     kinds = {r.name: r.kind for r in layers}
     exact = exact_name(ctx)
@@ -208,12 +222,23 @@ class Constraint:
     def __str__(self) -> str:
         return f"{self.metric}{self.op}{self.value:g}" + ("*exact" if self.relative else "")
 
+    def never_met(self) -> str | None:
+        """Why no network can meet this constraint (whatever the exact network scores), or None."""
+        if self.op == "<" and self.value <= 0:
+            return f"{self.metric} is never negative"
+        if not self.relative and self.metric in FRACTION_METRICS and (
+                (self.op == ">=" and self.value > 1) or (self.op == ">" and self.value >= 1)):
+            return f"{self.metric} is a fraction of pixels, at most 1"
+        return None
+
 
 _BUDGET = re.compile(r"^\s*(\w+)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(\*\s*exact)?\s*$")
 
 
 def parse_budget(text: str) -> list[Constraint]:
-    """``"a1>=0.98*exact"``, ``"rel<=1.1*exact, a1>=0.85"``: metric, comparison, number, optional ``*exact``."""
+    """``"a1>=0.98*exact"``, ``"rel<=1.1*exact, a1>=0.85"``: metric, comparison, number, optional ``*exact``.
+
+    A constraint no network can meet (``a1>=1.5``, ``rel<0``) is refused here."""
     out = []
     for part in (text or "").split(","):
         m = _BUDGET.match(part)
@@ -223,8 +248,25 @@ def parse_budget(text: str) -> list[Constraint]:
         metric, op, num, rel = m.groups()
         if metric not in METRIC_NAMES:
             raise PyapproxError(f"budget {part.strip()!r}: unknown metric {metric!r}; valid: {', '.join(METRIC_NAMES)}")
-        out.append(Constraint(metric, op, float(num), bool(rel)))
+        c = Constraint(metric, op, float(num), bool(rel))
+        why = c.never_met()
+        if why:
+            raise PyapproxError(f"budget {part.strip()!r} can never be met: {why}")
+        out.append(c)
     return out
+
+
+def check_budget_feasible(budget: list[Constraint], base_record: dict, data: str) -> None:
+    """Refuse a budget the exact-quantized network (``base_record``, its evaluation) does not meet itself:
+    no plan is searched for then, since the empty plan is the search's starting point."""
+    base = base_record["metrics"]
+    for c in budget:
+        if not c.ok(base, base):
+            bound = f" (the bound is {c.bound(base):.4f})" if c.relative else ""
+            n = base_record.get("images")
+            where = f"{n} image{'s' * (n != 1)} of {data}" if isinstance(n, int) else data
+            raise PyapproxError(f"budget {c} cannot be met: the exact-quantized network itself has "
+                                f"{c.metric}={base[c.metric]:.4f}{bound} on {where}; loosen the budget")
 
 
 def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], selector: str, store,
@@ -235,12 +277,14 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     2. Moves sorted by cost saved per unit of degradation of the budget's first metric.
     3. Bisection on the length of the sorted prefix of moves (later moves on a layer replace earlier ones),
        evaluating whole plans; then up to ``refine`` single moves are tried greedily beyond that prefix.
-    Every accepted plan is evaluated on the data, so the result meets the budget by measurement.
+    Every accepted plan is evaluated on the data, so the result meets the budget by measurement. The exact
+    network is evaluated first: a budget it misses itself is refused before any search.
     """
     if not multipliers:
         raise PyapproxError("the multiplier list is empty")
     if not budget:
         raise PyapproxError("an empty budget; e.g. --budget 'a1>=0.98*exact'")
+    check_cost_metric(cost_metric)
     layers = selected_layers(selector)
     all_layers = network_layers()
     exact = exact_name(ctx)
@@ -248,6 +292,8 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     unknown = [m for m, c in costs.items() if c is None]
     if unknown:
         raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
+    base_key = run_jobs(ctx, [Job.of({}, panels=2)], store, 1, scheduler, False)[0]  # the first evaluation
+    check_budget_feasible(budget, store.get(base_key), ctx.data)
     sens = {m: sweep_layers(ctx, m, selector, store, workers, scheduler, progress) for m in multipliers}
     base = next(iter(sens.values()))["baseline"]["metrics"]
     primary = budget[0].metric
