@@ -70,6 +70,7 @@ def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
 
     from pyapprox.hw.cost import hardware_cost
     from pyapprox.lut.library import is_lut_file
+    from pyapprox.lut.sidecar import recorded_sources
     from pyapprox.sim.hdl import HdlDesign
 
     check_cost_metric(metric)
@@ -77,8 +78,11 @@ def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
         from pyapprox.lut.table import LUT
 
         meta = LUT.load(name).meta
-        srcs = list(meta.get("sources", {}))
-        if not srcs or not all(Path(s).is_file() for s in srcs):
+        try:
+            srcs = recorded_sources(meta, Path(name), f"multiplier {name}")
+        except PyapproxError:
+            return None  # its RTL is gone or changed: no cost, as for a bare table (never the cost of other RTL)
+        if srcs is None:
             return None
         design = HdlDesign.create(srcs, meta["top"], meta.get("params"), meta.get("defines"))
     else:

@@ -167,3 +167,25 @@ def _checked(fn, k, v, prefix: str) -> None:
 def _short(value) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def recorded_sources(meta: dict, lut_path: Path, what: str) -> list[Path] | None:
+    """The Verilog files a LUT's sidecar records, each found at its recorded path or next to the LUT (a LUT
+    moved with its sources) and only when its SHA-256 matches the record; None when the sidecar records none.
+
+    Raises :class:`PyapproxError` (naming ``what``) when a recorded file is missing or has changed.
+    """
+    if "top" not in meta or not meta.get("sources"):
+        return None
+    found = []
+    for src, digest in meta["sources"].items():
+        cands = [c for c in (Path(src), Path(lut_path).parent / Path(src).name) if c.is_file()]
+        if not cands:
+            raise PyapproxError(f"{what}: its RTL source {src} (recorded in {Path(lut_path).with_suffix('.json').name}) "
+                                f"is missing")
+        match = [c for c in cands if hashlib.sha256(c.read_bytes()).hexdigest() == digest]
+        if not match:
+            raise PyapproxError(f"{what}: RTL source {cands[0]} changed since the LUT was derived from it "
+                                f"(SHA-256 differs); regenerate the LUT with `pyapprox lut gen`")
+        found.append(match[0].resolve())
+    return found

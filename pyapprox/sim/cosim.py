@@ -35,6 +35,7 @@ import numpy as np
 
 from pyapprox.errors import PyapproxError
 from pyapprox.rtl import RTL_DIR
+from pyapprox.lut.sidecar import recorded_sources
 from pyapprox.sim.cocotb_run import run_cocotb
 from pyapprox.sim.hdl import check_identifier, check_param_value
 
@@ -273,26 +274,13 @@ def _lut_file_rtl(spec: str) -> MultiplierRtl:
     path = Path(spec)
     lut = LUT.load(path)
     meta = lut.meta
-    if "top" not in meta or not meta.get("sources"):
+    sources = recorded_sources(meta, path, f"multiplier {spec}")
+    if sources is None:
         kind = f"a bare {path.suffix} table" if path.suffix.lower() != ".npy" else "a table without RTL in its sidecar"
         raise PyapproxError(
             f"multiplier {spec}: the LUT file has no RTL ({kind}); co-simulation runs the Verilog the table came "
             f"from: derive the LUT with `pyapprox lut gen FILE.v --top MODULE -o {path.stem}.npy` (its .json sidecar "
             f"records the sources) or name a library multiplier")
-    sources = []
-    for src, digest in meta["sources"].items():
-        # the recorded path, else a file of that name next to the LUT (a LUT moved with its sources; a cached
-        # LUT whose sidecar names the path it was first generated from)
-        cands = [Path(src), path.parent / Path(src).name]
-        found = [c for c in cands if c.is_file()]
-        if not found:
-            raise PyapproxError(f"multiplier {spec}: its RTL source {src} (recorded in {path.with_suffix('.json').name}) "
-                                f"is missing")
-        match = [c for c in found if hashlib.sha256(c.read_bytes()).hexdigest() == digest]
-        if not match:
-            raise PyapproxError(f"multiplier {spec}: RTL source {found[0]} changed since the LUT was derived from it "
-                                f"(SHA-256 differs); regenerate the LUT with `pyapprox lut gen`")
-        sources.append(match[0].resolve())
     top = meta["top"]
     params = tuple((str(k), str(v)) for k, v in dict(meta.get("params") or {}).items())
     defines = tuple((str(k), str(v)) for k, v in dict(meta.get("defines") or {}).items())
