@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
+
+from pyapprox.errors import PyapproxError
+
+# pyapprox.eval.metrics.PROTOCOLS, spelled out because importing it pulls in torch (kept out of `--help`)
+PROTOCOLS = ("per-image", "densedepth")
 
 
 def add_model_args(p) -> None:
@@ -63,15 +66,29 @@ def configure(p) -> None:
     p.add_argument("--plan", help="approximation plan file (JSON)")
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
                    help="approximate the selected layers, e.g. --approx encoder=mbm --approx 0.0=trunc4")
-    p.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
-    p.add_argument("--no-float", action="store_true")
-    p.add_argument("--no-exact", action="store_true")
+    p.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file (name ending in .json)")
+    p.add_argument("--no-float", action="store_true", help="do not score the float32 network")
+    p.add_argument("--no-exact", action="store_true", help="do not score the exact-quantized network")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="per-image",
+                   help="per-image: metrics per image, averaged over images, rel = |gt-pred|/gt (DenseDepth's "
+                        "Tensorflow/evaluate.py); densedepth: all pixels of the set pooled, rel = |gt-pred|/pred "
+                        "(DenseDepth's utils.evaluate, which swaps gt and prediction)")
+    p.add_argument("--flip", action="store_true",
+                   help="also predict each image mirrored left-right and average the two depth maps, as DenseDepth does")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_args(p)
 
 
 def run(args) -> int:
+    """Check the output path and that something is to be scored, then score and print (and write --json)."""
     from pyapprox import io as pio
+
+    if args.json is not None:
+        pio.check_output_path(args.json, "--json", (".json",))
+    if args.no_float and args.no_exact and not (args.plan or args.approx):
+        raise PyapproxError("nothing to evaluate: --no-float and --no-exact leave no variant; "
+                            "add --plan or --approx, or drop one of them")
+
     from pyapprox.data import open_dataset
     from pyapprox.eval.evaluate import build_variants, evaluate, format_table
     from pyapprox.models.weights import load_model
@@ -84,7 +101,7 @@ def run(args) -> int:
     plans = {"approx": rules} if rules else {}
     variants = build_variants(model, data, cfg, plans, args.calib_data, args.backend, not args.no_float,
                               not args.no_exact, progress=not args.quiet)
-    res = evaluate(variants, data, progress=not args.quiet)
+    res = evaluate(variants, data, progress=not args.quiet, protocol=args.protocol, flip=args.flip)
     print(f"data: {data.name} ({len(data)} images, Eigen crop); weights: {args.weights or 'default (synthetic)'}")
     print(f"accelerator: {cfg.describe()}")
     if rules:
@@ -97,6 +114,7 @@ def run(args) -> int:
     if args.json:
         out = {"data": {"name": data.name, "source": str(getattr(data, 'source', '')), "images": len(data)},
                "weights": args.weights or "default", "accelerator": cfg.to_dict(), "accelerator_text": cfg.describe(),
+               "protocol": args.protocol, "flip": args.flip,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "variants": res["variants"]}
         pio.write_json(Path(args.json), out)
     return 0

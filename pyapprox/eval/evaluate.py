@@ -12,7 +12,15 @@ import numpy as np
 import torch
 
 from pyapprox.errors import PyapproxError
-from pyapprox.eval.metrics import METRIC_NAMES, compute_errors, eigen_crop, prediction_to_depth
+from pyapprox.eval.metrics import (
+    METRIC_NAMES,
+    PROTOCOL_TEXT,
+    MetricAccumulator,
+    check_protocol,
+    eigen_crop,
+    flip_average,
+    prediction_to_depth,
+)
 from pyapprox.nn.config import AccelConfig
 
 
@@ -67,24 +75,36 @@ def default_device() -> torch.device:
 
 
 @torch.no_grad()
-def predict_depth(model, rgb: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-    """Depth in metres at the input resolution for one uint8 image [H, W, 3]."""
+def predict_depth(model, rgb: np.ndarray, device: torch.device | None = None, flip: bool = False) -> np.ndarray:
+    """Depth in metres at the input resolution for one uint8 image [H, W, 3] (float32; float64 with ``flip``).
+
+    With ``flip`` the image mirrored left-right is predicted too, and the result is :func:`flip_average` of
+    the two depth maps (after the clip(1000 / p) mapping and upscaling, as in DenseDepth's evaluate).
+    """
     from pyapprox.models.densedepth_mbv2 import preprocess
 
-    x = preprocess(rgb)
+    images = np.stack([rgb, rgb[:, ::-1]]) if flip else rgb
+    x = preprocess(images)
     if device is not None:
         x = x.to(device)
-    p = model(x).cpu().numpy()
+    p = torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])]).cpu().numpy()
     if not np.isfinite(p).all():
         raise PyapproxError("the network produced NaN/inf predictions")
-    return prediction_to_depth(p)[0]
+    depth = prediction_to_depth(p)
+    return flip_average(depth[0], depth[1]) if flip else depth[0]
 
 
-def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0) -> dict:
-    """Metrics per variant (per image, then averaged) with the Eigen crop; ``keep`` predictions are kept
+def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0, protocol: str = "per-image",
+             flip: bool = False) -> dict:
+    """Metrics per variant with the Eigen crop under ``protocol`` (see :data:`pyapprox.eval.metrics.PROTOCOLS`),
+    optionally with flip averaging (:func:`predict_depth`); each variant's result records ``protocol`` and
+    ``flip``, and ``per_image`` holds every image's standard per-image metrics. ``keep`` predictions are kept
     for the first images (for panels)."""
     from tqdm import tqdm
 
+    from pyapprox.nn.quant import qconv_layers
+
+    check_protocol(protocol)
     if len(data) == 0:
         raise PyapproxError(f"data set {getattr(data, 'name', '')} is empty")
     out = {}
@@ -95,31 +115,30 @@ def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0
         for m in v.model.modules():
             if hasattr(m, "overflows"):
                 m.overflows = 0
-        per_image = []
+        acc = MetricAccumulator(protocol)
         t0 = time.perf_counter()
         for i in tqdm(range(len(data)), desc=f"eval {v.name}", unit="img", disable=not progress, leave=False):
             rgb, gt = data[i]
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or gt.shape != rgb.shape[:2]:
                 raise PyapproxError(f"{data.name} image {i}: expected uint8 [H, W, 3] RGB and [H, W] depth, "
                                     f"got {rgb.dtype} {rgb.shape} and {gt.shape}")
-            pred = predict_depth(v.model, rgb, device)
-            per_image.append(compute_errors(eigen_crop(np.asarray(gt, np.float32)), eigen_crop(pred),
-                                            _where=f"{data.name} image {i}"))
+            pred = predict_depth(v.model, rgb, device, flip=flip)
+            acc.add(eigen_crop(np.asarray(gt, np.float32)), eigen_crop(pred), where=f"{data.name} image {i}")
             if i < keep:
                 kept.setdefault(v.name, []).append(pred)
         seconds = time.perf_counter() - t0
         overflows = {}
-        from pyapprox.nn.quant import qconv_layers
-
         for n, m in qconv_layers(v.model):
             if m.conv.overflows:
                 overflows[n] = int(m.conv.overflows)
         out[v.name] = {
-            "metrics": {k: float(np.mean([r[k] for r in per_image])) for k in METRIC_NAMES},
-            "per_image": per_image,
-            "images": len(per_image),
+            "metrics": acc.result(),
+            "protocol": protocol,
+            "flip": bool(flip),
+            "per_image": acc.per_image,
+            "images": acc.images,
             "seconds": round(seconds, 3),
-            "images_per_s": round(len(per_image) / seconds, 3) if seconds > 0 else None,
+            "images_per_s": round(acc.images / seconds, 3) if seconds > 0 else None,
             "overflows": overflows,
             "device": str(device),
             "plan": {"rules": v.rules, "assignment": v.assignment} if v.rules else None,
@@ -131,10 +150,25 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def protocol_line(protocol: str, flip: bool) -> str:
+    """One line naming an evaluation protocol and whether flip averaging was on."""
+    return f"protocol: {PROTOCOL_TEXT[check_protocol(protocol)]}; " + ("flip averaged" if flip else "no flip")
+
+
 def format_table(results: dict) -> str:
-    lines = [f"{'variant':<22}" + "".join(f"{k:>9}" for k in METRIC_NAMES) + f"{'img/s':>9}"]
-    for name, r in results["variants"].items():
+    """Metrics table of ``evaluate``'s result, headed by the protocol line (a column when variants differ).
+
+    A variant result without ``protocol`` / ``flip`` (written before they were recorded) was per-image, no flip.
+    """
+    rows = results["variants"]
+    labels = {name: (r.get("protocol", "per-image"), bool(r.get("flip", False))) for name, r in rows.items()}
+    mixed = len(set(labels.values())) > 1
+    lines = [] if mixed or not labels else [protocol_line(*next(iter(labels.values())))]
+    lines.append(f"{'variant':<22}" + "".join(f"{k:>9}" for k in METRIC_NAMES) + f"{'img/s':>9}"
+                 + ("  protocol" if mixed else ""))
+    for name, r in rows.items():
         m = r["metrics"]
+        proto, flip = labels[name]
         lines.append(f"{name:<22}" + "".join(f"{m[k]:>9.4f}" for k in METRIC_NAMES)
-                     + f"{(r['images_per_s'] or 0):>9.2f}")
+                     + f"{(r['images_per_s'] or 0):>9.2f}" + (f"  {proto}{' +flip' if flip else ''}" if mixed else ""))
     return "\n".join(lines)

@@ -58,6 +58,10 @@ def test_eval_side_by_side_on_nyu_h5(weights, h5_folder, tmp_path):
     assert v["approx"]["plan"]["assignment"]["decoder.conv3"] == "exact"
     assert v["approx"]["metrics"] != v["exact"]["metrics"]
     assert res["accelerator"]["operand_format"] == "sign-magnitude"
+    # the default protocol is recorded in the JSON and printed above the table
+    assert res["protocol"] == "per-image" and res["flip"] is False
+    assert all(v[name]["protocol"] == "per-image" and v[name]["flip"] is False for name in v)
+    assert "protocol: per-image (metrics per image, averaged over images" in r.stdout and "; no flip" in r.stdout
 
 
 def test_eval_bad_inputs(weights, tmp_path):

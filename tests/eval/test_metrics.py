@@ -82,11 +82,13 @@ def test_refusals():
 
 @pytest.mark.filterwarnings("error")
 def test_prediction_to_depth_constants():
-    p = np.array([100.0, 1.0, 10.0, 0.0, -5.0, np.inf, -np.inf, 1e-9], dtype=np.float32).reshape(8, 1, 1)
-    d = prediction_to_depth(np.broadcast_to(p, (8, 3, 4)))
-    assert d.shape == (8, 6, 8) and d.dtype == np.float32
+    # DenseDepth's clip(1000 / p, 10, 1000) with numpy semantics: +0 -> +inf -> 10 m; -0 -> -inf, p < 0 -> < 0,
+    # -inf -> -0 and +inf -> +0 all clip to 10 -> 0.1 m
+    p = np.array([100.0, 1.0, 10.0, 0.0, -5.0, np.inf, -np.inf, 1e-9, -0.0, -1e-9], dtype=np.float32).reshape(10, 1, 1)
+    d = prediction_to_depth(np.broadcast_to(p, (10, 3, 4)))
+    assert d.shape == (10, 6, 8) and d.dtype == np.float32
     assert np.isfinite(d).all()
-    expected = [0.1, 10.0, 1.0, 10.0, 10.0, 0.1, 10.0, 10.0]
+    expected = [0.1, 10.0, 1.0, 10.0, 0.1, 0.1, 0.1, 10.0, 0.1, 0.1]
     for i, e in enumerate(expected):
         assert np.allclose(d[i], e, rtol=1e-6), (i, d[i, 0, 0])
     # [N, 1, h, w] and torch input are accepted
