@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyapprox", description="From approximate-multiplier RTL to hardware-faithful CNN inference: "
                                      "LUTs from simulation, error and cost, approximate depth networks.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on an error, also print the tool output behind it (simulator, Yosys)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module, help_text in COMMANDS:
@@ -43,16 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command. User errors print one line and exit 2; Ctrl-C at any moment (start-up imports
-    included) prints one line and exits 130, the shell's convention for an interrupt."""
-    command = "pyapprox"
+    """Run one sub-command. User errors print one line and exit 2 (``-v`` adds the tool output behind them);
+    Ctrl-C at any moment (start-up imports included) prints one line and exits 130, the shell's convention for
+    an interrupt."""
+    command, verbose = "pyapprox", False
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        command = f"pyapprox {args.command}"
+        command, verbose = f"pyapprox {args.command}", args.verbose
         return int(args._run(args) or 0)
     except PyapproxError as exc:
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        if verbose or not exc.detail:
+            print(f"{command}: error: {exc}", file=sys.stderr)
+        else:
+            again = "pyapprox -v" + command[len("pyapprox"):]
+            print(f"{command}: error: {exc.message} ({again} ... shows the tool's output)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

@@ -46,18 +46,36 @@ def plan_rules(args) -> list:
     return rules
 
 
-def check_plan(model, rules) -> None:
-    """Fail fast on selectors that match nothing and on multipliers that cannot be found, before any work."""
+def check_multiplier(mult: str, cfg=None) -> None:
+    """Fail fast on a multiplier that cannot be found or read (LUT files are loaded and validated), or whose
+    operand format the accelerator ``cfg`` cannot use."""
     from pyapprox.lut.library import is_lut_file
+    from pyapprox.lut.table import LUT
+    from pyapprox.rtl import library
+
+    if mult == "exact":
+        return
+    if is_lut_file(mult):
+        operands = LUT.load(mult).operands
+    else:
+        d = library.resolve(mult)
+        operands = "sign-magnitude" if d.sign_magnitude else ("signed" if d.signed else "unsigned")
+    ops = "unsigned" if operands == "sign-magnitude" else operands
+    if cfg is not None and ops != cfg.lut_operands:
+        article = "an" if cfg.lut_operands == "unsigned" else "a"
+        raise PyapproxError(f"multiplier {mult} has {operands} operands but the accelerator uses "
+                            f"{cfg.operand_format} operands, which need {article} {cfg.lut_operands} multiplier")
+
+
+def check_plan(model, rules, cfg=None) -> None:
+    """Fail fast, before any work: selectors that match nothing and every multiplier (:func:`check_multiplier`)."""
     from pyapprox.nn.approx_conv import conv_kind
     from pyapprox.nn.plan import resolve_plan
-    from pyapprox.rtl import library
 
     layers = {n: conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size)
               for n, m in model.named_modules() if isinstance(m, __import__("torch").nn.Conv2d)}
-    for mult in set(resolve_plan(rules, layers).values()):
-        if mult != "exact" and not is_lut_file(mult):
-            library.resolve(mult)
+    for mult in sorted(set(resolve_plan(rules, layers).values())):
+        check_multiplier(mult, cfg)
 
 
 def configure(p) -> None:
@@ -96,7 +114,7 @@ def run(args) -> int:
     cfg = accel_config(args)
     rules = plan_rules(args)
     model = load_model(args.weights)
-    check_plan(model, rules)
+    check_plan(model, rules, cfg)
     data = open_dataset(args.data, args.limit, progress=not args.quiet)
     plans = {"approx": rules} if rules else {}
     variants = build_variants(model, data, cfg, plans, args.calib_data, args.backend, not args.no_float,

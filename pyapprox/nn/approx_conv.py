@@ -65,7 +65,7 @@ class ApproxConv2d(nn.Module):
             ops = "unsigned" if lut.operands == "sign-magnitude" else lut.operands
             if ops != want:
                 raise PyapproxError(f"multiplier {lut.name} has {lut.operands} operands but the accelerator uses "
-                                    f"{self.operand_format} operands, which need a {want} multiplier")
+                                    f"{self.operand_format} operands, which need {'an' if want == 'unsigned' else 'a'} {want} multiplier")
             self.ptable, self.offset = QF.product_table(lut.table, self.operand_format, self.weight_port)
             self.multiplier = lut.name
             self.lut_digest = lut.digest()

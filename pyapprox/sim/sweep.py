@@ -281,10 +281,12 @@ def _sweep_verilator(design: HdlDesign, harness: Harness, work: Path, cancel=Non
     out = work / "sweep.bin"
     if res.returncode != 0 or not out.exists():
         log = res.stdout + res.stderr
-        hint = (" (a combinational loop that never settles: an oscillating feedback path)"
-                if "converge" in log.lower() else "")
+        if "converge" in log.lower():
+            raise PyapproxError(f"Verilator simulation of {design.where()}: the combinational logic did not converge "
+                                f"(DIDNOTCONVERGE): the design has a combinational loop that never settles (an "
+                                f"oscillating feedback path)", log)
         raise PyapproxError(f"Verilator simulation of {design.where()} failed (exit {res.returncode}): "
-                            f"{_first_error(log)}{hint}", log)
+                            f"{_first_error(log)}", log)
     values = np.fromfile(out, dtype="<u8")
     if values.size != count:
         raise PyapproxError(f"Verilator wrote {values.size} of {count} outputs for {design.where()}")

@@ -152,7 +152,7 @@ def test_oscillating_loop_fails_fast_on_both_simulators(tmp_path):
     """Verilator reports DIDNOTCONVERGE; Icarus, which would spin forever, is stopped at once."""
     (tmp_path / "osc.v").write_text(OSCILLATING)
     t0 = time.monotonic()
-    with pytest.raises(PyapproxError, match="did not converge.*combinational loop"):
+    with pytest.raises(PyapproxError, match="did not converge .*combinational loop that never settles"):
         generate([tmp_path / "osc.v"], "osc_mult", use_cache=False)
     assert time.monotonic() - t0 < 120
 
