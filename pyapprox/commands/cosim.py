@@ -4,7 +4,7 @@ A real image goes through the calibrated quantized network with the multiplier a
 layer(s); each layer's actual input codes and accumulators are captured; tiles of real operands stream
 through ``rtl/mac/mac_array.v`` built with the multiplier's own RTL (cocotb on Verilator or Icarus); every
 accumulator, overflow flag and output code is compared with pyapprox's arithmetic. See
-:mod:`pyapprox.sim.cosim`. Exit status 1 when anything differs.
+:mod:`pyapprox.cosim`. Exit status 1 when anything differs.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run(args) -> int:
     from pyapprox.commands.eval import accel_config
     from pyapprox.errors import PyapproxError
     from pyapprox.nn.plan import select
-    from pyapprox.sim.cosim import check_array_args, cosim_model, format_report, multiplier_rtl
+    from pyapprox.cosim import check_array_args, cosim_model, format_report, multiplier_rtl
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"cosim: {msg}", flush=True))
     # everything that can be checked without the model or a simulator, first

@@ -13,7 +13,8 @@ from benchlib import BUILD, SIMULATORS, slug, write_record
 from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
 from pyapprox.sim.cocotb_run import run_cocotb
-from pyapprox.sim.cosim import MAC_DIR, multiplier_rtl
+from pyapprox.cosim import multiplier_rtl
+from pyapprox.sim.mac_array import MAC_DIR
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,8 +42,9 @@ def product_table_of(name: str, operand_format: str, weight_port: str):
 
 
 def run_tb(bench: str, case_id: str, simulator: str, files, top: str, tb_module: str, parameters: dict,
-           defines: dict, vectors: dict, build_subdir: str | None = None) -> tuple[dict, float]:
-    """Build ``top`` and run ``tb_module`` on ``vectors``; return (the TB's results, seconds)."""
+           defines: dict, vectors: dict, build_subdir: str | None = None, test_dir: Path = HERE) -> tuple[dict, float]:
+    """Build ``top`` and run ``tb_module`` (found in ``test_dir``) on ``vectors``; return (the TB's results,
+    seconds)."""
     build_dir = BUILD / "mac" / slug(bench) / slug(build_subdir or case_id) / simulator
     build_dir.mkdir(parents=True, exist_ok=True)
     vec, out = build_dir / "vectors.npz", build_dir / "result.npz"
@@ -50,7 +52,7 @@ def run_tb(bench: str, case_id: str, simulator: str, files, top: str, tb_module:
     np.savez(vec, **vectors)
     t0 = time.perf_counter()
     try:
-        run_cocotb(simulator, [str(f) for f in files], top, tb_module, HERE, build_dir, parameters, defines,
+        run_cocotb(simulator, [str(f) for f in files], top, tb_module, test_dir, build_dir, parameters, defines,
                    {"PYAPPROX_VECTORS": str(vec), "PYAPPROX_STREAM": str(vec), "PYAPPROX_RESULT": str(out)})
     except PyapproxError as exc:
         write_record("mac", f"{bench} {case_id}", parameters, simulator, 0, -1, time.perf_counter() - t0)

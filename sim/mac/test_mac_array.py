@@ -1,5 +1,5 @@
 """mac_array: the ROWS x COLS array (dense and depthwise tiles, bias preload, overflow flags, double-buffered
-drain, requantization) on Icarus and Verilator, streamed by mac_array_tb with random stalls on both
+drain, requantization) on Icarus and Verilator, streamed by pyapprox/sim/tb/mac_array_tb with random stalls on both
 handshakes, against the functional reference: pyapprox.nn.functional.lut_conv2d_reference for the
 accumulators (each tile as a 1x1 convolution, grouped for depthwise tiles) and for each output's overflow
 flag (the reference's overflow count of that output alone), and functional.requantize for the codes.
@@ -15,7 +15,7 @@ import torch
 from macbench import SIMULATORS, case, extremes, mac_sources, product_table_of, record, run_tb
 
 from pyapprox.nn import functional as QF
-from pyapprox.sim.cosim import ArrayConfig, Tile, decode_codes, stream_arrays
+from pyapprox.sim.mac_array import TB_DIR, ArrayConfig, Tile, decode_codes, stream_arrays
 
 CASES = [
     case("4x4-drum4-sm-a-32w", label="4x4 drum4", rows=4, cols=4, mult="drum4", fmt="sign-magnitude", port="a", acc=32, mode="wrap"),
@@ -102,7 +102,7 @@ def test_mac_array(cfg, request):
     got = {}
     for sim in SIMULATORS:
         res, secs = run_tb("array", case_id, sim, files, "mac_array", "mac_array_tb", acfg.hdl_parameters(), defines,
-                           stream)
+                           stream, test_dir=TB_DIR)
         q = decode_codes(res["q_wire"], cfg["fmt"])
         bad_total, first = 0, None
         for i, (acc, flags, codes) in enumerate(want):

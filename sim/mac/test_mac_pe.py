@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from macbench import SIMULATORS, case, extremes, mac_sources, product_table_of, record, run_tb
 
-from pyapprox.sim.cosim import encode_codes
+from pyapprox.sim.mac_array import encode_codes
 
 CASES = [
     case("exact-sm-a-32w", label="exact", mult="exact", fmt="sign-magnitude", port="a", acc=32, mode="wrap"),

@@ -13,7 +13,7 @@ import torch
 from macbench import SIMULATORS, case, record, run_tb
 
 from pyapprox.nn import functional as QF
-from pyapprox.sim.cosim import MAC_DIR
+from pyapprox.sim.mac_array import MAC_DIR
 
 CASES = [
     case("acc32-m16-s6", acc=32, m=16, s=6),

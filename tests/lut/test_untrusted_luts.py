@@ -40,7 +40,7 @@ def test_sidecar_that_is_a_json_list(tmp_path, capsys):
     # through a plan and through cosim's multiplier lookup: the same single line, before any work
     (tmp_path / "plan.json").write_text(json.dumps({"rules": [{"layers": "0.0", "multiplier": str(tmp_path / "x.npy")}]}))
     from pyapprox.nn.plan import load_plan
-    from pyapprox.sim.cosim import multiplier_rtl
+    from pyapprox.cosim import multiplier_rtl
 
     assert load_plan(tmp_path / "plan.json")[0][1].endswith("x.npy")
     with pytest.raises(PyapproxError, match="got a JSON list"):

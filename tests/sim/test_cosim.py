@@ -23,7 +23,7 @@ from pyapprox.errors import PyapproxError
 from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, preprocess
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.quant import quantize_model
-from pyapprox.sim.cosim import ArrayConfig, cosim_model, format_report, multiplier_rtl
+from pyapprox.cosim import ArrayConfig, cosim_model, format_report, multiplier_rtl
 
 KINDS = ["0.0", "1.conv.0.0", "1.conv.1"]  # full 3x3 stride 2, depthwise, pointwise
 

@@ -88,7 +88,7 @@ def test_sidecar_fields_cannot_reach_a_tool(tmp_path, monkeypatch, field, value,
     """Whoever uses a LUT they were sent (cosim, search's hardware cost) is safe from its sidecar."""
     from pyapprox.experiments.sweeps import multiplier_cost
     from pyapprox.lut.table import LUT
-    from pyapprox.sim.cosim import multiplier_rtl
+    from pyapprox.cosim import multiplier_rtl
 
     path = _evil_sidecar(tmp_path, **{field: value})
     monkeypatch.chdir(tmp_path)

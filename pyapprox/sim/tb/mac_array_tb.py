@@ -1,7 +1,7 @@
 """cocotb test module: stream tiles through ``mac_array`` and record every output row.
 
 Shared by the array bench (``test_mac_array.py``) and ``pyapprox cosim``. ``PYAPPROX_STREAM`` names an .npz
-written by :func:`pyapprox.sim.cosim.stream_arrays` (one beat per accumulation step, per-tile bias and
+written by :func:`pyapprox.sim.mac_array.stream_arrays` (one beat per accumulation step, per-tile bias and
 requantization parameters, optional random stalls on both streams); the results (accumulators, overflow
 flags, output codes on the wire, X/Z flags, cycles, seconds) go to ``PYAPPROX_RESULT``. Checking is left to
 the caller; the bench itself only fails on protocol errors (rows out of order, a hang).
@@ -18,7 +18,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from pyapprox.sim.cosim import pack_rows, unpack
+from pyapprox.sim.mac_array import pack_rows, unpack
 
 
 @cocotb.test()
