@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pyapprox.commands.eval import accel_config
+from pyapprox import io as pio
+from pyapprox.commands.eval import accel_config, check_multiplier
 
 
 def add_context_args(p) -> None:
@@ -42,8 +44,9 @@ def configure(p) -> None:
     mu.add_argument("--plan-template", default="all",
                     help="layer selector the multiplier is applied to, or a plan JSON whose multiplier "
                          "entries may be the placeholder {multiplier} (default all)")
-    mu.add_argument("--cost-metric", default="transistors")
-    mu.add_argument("--accuracy", default="a1")
+    mu.add_argument("--cost-metric", default="transistors",
+                    help="transistors, gates, ice40_lut4 or xilinx_lut (default transistors)")
+    mu.add_argument("--accuracy", default="a1", help="metric of the Pareto front: a1, a2, a3, rel, rms or log10")
     add_context_args(mu)
 
 
@@ -55,35 +58,52 @@ def template_rules(text: str) -> list:
     return [(text, "{multiplier}")]
 
 
+def check_outputs(args, plot_name: str) -> Path:
+    """Refuse unusable ``-o/--outdir`` and ``--store`` paths before any work; returns the plot's path."""
+    outdir = pio.check_output_dir(args.outdir, "-o/--outdir")
+    png = pio.check_output_path(outdir / plot_name, "-o/--outdir")
+    pio.check_output_path(args.store, "--store")
+    return png
+
+
 def run(args) -> int:
     from pyapprox.experiments import plots
+    from pyapprox.experiments.engine import check_scheduler
     from pyapprox.experiments.store import ResultStore
-    from pyapprox.experiments.sweeps import (compatible_library, format_layer_sweep, format_multiplier_sweep,
-                                             sweep_layers, sweep_multipliers)
+    from pyapprox.experiments.sweeps import (check_cost_metric, check_metric, compatible_library, format_layer_sweep,
+                                             format_multiplier_sweep, sweep_layers, sweep_multipliers)
     from pyapprox.errors import PyapproxError
-    from pyapprox.lut.library import get_lut
 
-    ctx = context(args)
-    outdir = Path(args.outdir)
-    store = ResultStore(args.store)
+    check_scheduler(args.scheduler)  # first: a bad or unreachable --scheduler fails before any work
     if args.sweep_cmd == "layers":
-        get_lut(args.multiplier)  # fail fast on an unknown multiplier
-        rec = sweep_layers(ctx, args.multiplier, args.layers, store, args.workers, args.scheduler, not args.quiet)
-        print(format_layer_sweep(rec))
-        png = plots.layer_sweep_chart(rec, outdir / f"sweep_layers_{_slug(args.multiplier)}.png")
+        png_path = check_outputs(args, f"sweep_layers_{_slug(args.multiplier)}.png")
+    else:
+        png_path = check_outputs(args, "sweep_multipliers.png")
+        check_cost_metric(args.cost_metric, "--cost-metric")
+        check_metric(args.accuracy, "--accuracy")
+    ctx = context(args)
+    if args.sweep_cmd == "layers":
+        names = [args.multiplier]
     else:
         names = args.names if args.names is not None else compatible_library(ctx)
         if not names:
             raise PyapproxError("--names was given but is empty; name at least one multiplier")
+        template_rules(args.plan_template)  # a bad template fails here, before the store is opened
+    for name in names:
+        check_multiplier(name, ctx.accel)  # unknown, unreadable or incompatible multipliers fail before any work
+    store = ResultStore(args.store)
+    if args.sweep_cmd == "layers":
+        rec = sweep_layers(ctx, args.multiplier, args.layers, store, args.workers, args.scheduler, not args.quiet)
+        print(format_layer_sweep(rec))
+        png = plots.layer_sweep_chart(rec, png_path)
+    else:
         rec = sweep_multipliers(ctx, names, template_rules(args.plan_template), store, args.cost_metric,
                                 args.accuracy, args.workers, args.scheduler, not args.quiet)
         print(format_multiplier_sweep(rec))
-        png = plots.pareto_chart(rec, outdir / "sweep_multipliers.png")
+        png = plots.pareto_chart(rec, png_path)
     print(f"results in {args.store}; plot {png}")
     return 0
 
 
 def _slug(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")

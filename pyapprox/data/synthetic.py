@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing as mp
 import os
 import re
 import warnings
@@ -1755,13 +1756,15 @@ def load_split(split: str, n: int | None = None, height: int = 480, width: int =
     """The first ``n`` images of ``split``: rgb uint8 [n, H, W, 3] and depth float32 [n, H, W].
 
     ``n`` defaults to :data:`DEFAULT_SIZES` (200 for "test").  Images are rendered on demand
-    (a pool of ``workers`` processes; the result does not depend on it) and cached as .npy files
+    (a pool of ``workers`` processes, or in-process inside a daemonic process such as a Dask worker; the
+    result does not depend on either) and cached as .npy files
     under ``cache_dir`` (default ``$PYAPPROX_CACHE/synthetic``, else
     ``${XDG_CACHE_HOME:-~/.cache}/pyapprox/synthetic``),
     keyed by renderer version, split, resolution and n; a cache of a larger n is sliced, and a
     smaller one is extended by rendering only the missing images (the smaller file is kept).
     ``cache_dir`` given explicitly is used as is (no ``synthetic`` subfolder); ``cache=False``
-    neither reads nor writes the cache.
+    neither reads nor writes the cache.  Cache files are written atomically (depth, then rgb, which is
+    what readers look for), so processes rendering the same split at once are safe.
     """
     if split not in SPLITS:
         raise PyapproxError(f"unknown synthetic split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -1801,9 +1804,9 @@ def load_split(split: str, n: int | None = None, height: int = 480, width: int =
 
     bar = tqdm(total=n, initial=have, desc=f"rendering synthetic/{split}", unit="img", disable=not progress)
     try:
-        if workers > 1 and len(todo) >= 8:  # below that, starting the pool costs more than it saves
-            import multiprocessing as mp
-
+        # below 8 images starting the pool costs more than it saves; a daemonic process (a Dask worker, a
+        # pool worker) may not start children, so it renders in-process (same pixels: one image per seed)
+        if workers > 1 and len(todo) >= 8 and not mp.current_process().daemon:
             fork = "fork" in mp.get_all_start_methods()
             if fork:  # load the textures once here; forked workers share them
                 for name in IMAGE_TEXTURES:

@@ -9,19 +9,119 @@ resume. Scale-out: local processes by default (``workers``), or a Dask distribut
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import socket
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from urllib.parse import urlsplit
 
 from pyapprox.cache import content_key
 from pyapprox.errors import PyapproxError
 from pyapprox.nn.config import AccelConfig
 
 ENGINE_VERSION = 1
+
+#: Address schemes a Dask client can reach across processes and machines.
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
+#: Seconds to wait for a TCP connection to the scheduler, and for its answer to the Dask handshake.
+CONNECT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def parse_scheduler(address: str) -> tuple[str, int]:
+    """``(host, port)`` of a Dask scheduler address ``SCHEME://HOST:PORT``; PyapproxError for anything else."""
+    what = f"--scheduler {address!r}"
+    example = "e.g. tcp://127.0.0.1:8786 (start one with 'dask scheduler')"
+    url = urlsplit(address) if address and not any(c.isspace() for c in address) else None
+    if url is None or not url.scheme or not url.netloc:
+        raise PyapproxError(f"{what}: not a scheduler address; expected tcp://HOST:PORT "
+                            f"(or tls://, ws://, wss://), {example}")
+    if url.scheme not in SCHEDULER_SCHEMES:
+        raise PyapproxError(f"{what}: unsupported scheme {url.scheme!r}; expected "
+                            f"{', '.join(s + '://' for s in SCHEDULER_SCHEMES)}, {example}")
+    if url.path not in ("", "/") or url.query or url.fragment or url.username or url.password or not url.hostname:
+        raise PyapproxError(f"{what}: not a scheduler address; expected {url.scheme}://HOST:PORT, {example}")
+    try:
+        port = url.port
+    except ValueError:
+        port = -1
+    if port is None:
+        raise PyapproxError(f"{what}: no port; expected {url.scheme}://HOST:PORT, {example}")
+    if not 1 <= port <= 65535:
+        raise PyapproxError(f"{what}: the port must be a number in 1..65535, {example}")
+    return url.hostname, port
+
+
+def check_scheduler(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse a ``--scheduler`` that is malformed, where nothing accepts a connection within ``timeout`` s, or
+    where the server does not complete the Dask handshake within :data:`HANDSHAKE_TIMEOUT` s.
+
+    ``None`` (local processes) passes. Meant to run before any evaluation work starts.
+    """
+    if address is None:
+        return
+    _tcp_probe(address, timeout)
+    _handshake(address)
+
+
+def _tcp_probe(address: str, timeout: float) -> None:
+    """PyapproxError naming the cause when nothing at ``address`` accepts a TCP connection within ``timeout`` s."""
+    host, port = parse_scheduler(address)
+    what = f"--scheduler {address!r}"
+    start = f"start a scheduler with 'dask scheduler --port {port}' and workers with 'dask worker {address}'"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        raise PyapproxError(f"{what}: unknown host {host!r}") from None
+    except ConnectionRefusedError:
+        raise PyapproxError(f"{what}: nothing listens there (connection refused); {start}") from None
+    except TimeoutError:
+        raise PyapproxError(f"{what}: no answer within {timeout:g} s; check the host and port, or {start}") from None
+    except OSError as e:
+        raise PyapproxError(f"{what}: cannot connect ({e.strerror or e}); {start}") from None
+
+
+def _handshake(address: str) -> None:
+    """Open one Dask comm to ``address`` and close it; PyapproxError unless a Dask server answers in time.
+
+    ``distributed`` waits for the handshake reply without a timeout, so this bounds it (on a thread of its own,
+    so that it also works under a running event loop).
+    """
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def probe():
+        comm = await asyncio.wait_for(connect(address, timeout=HANDSHAKE_TIMEOUT,
+                                              **Security().get_connection_args("client")), HANDSHAKE_TIMEOUT)
+        await comm.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, probe()).result()
+        except Exception:  # a timeout, a closed connection, an HTTP reply read as a huge frame length...
+            _tcp_probe(address, CONNECT_TIMEOUT)  # when nothing listens (any more), say so
+            raise PyapproxError(f"--scheduler {address!r}: something listens there, but it is not a Dask scheduler "
+                                f"(no Dask handshake within {HANDSHAKE_TIMEOUT:g} s; the dashboard port? a scheduler "
+                                f"listens on 8786 by default)") from None
+
+
+def _dask_client(address: str):
+    """A ``distributed.Client`` on ``address``, checked with :func:`_handshake` first."""
+    from distributed import Client
+
+    parse_scheduler(address)
+    _handshake(address)
+    try:
+        return Client(address, timeout=HANDSHAKE_TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PyapproxError(f"--scheduler {address!r}: cannot connect a Dask client ({reason})") from None
 
 
 @dataclass(frozen=True)
@@ -161,8 +261,15 @@ def lut_digests(jobs: list[Job]) -> dict[str, str]:
 
 def run_jobs(ctx: EvalContext, jobs: list[Job], store, workers: int = 1, scheduler: str | None = None,
              progress: bool = True, desc: str = "eval") -> list[str]:
-    """Evaluate every job not yet in ``store``; returns the keys of all jobs in order."""
+    """Evaluate every job not yet in ``store``; returns the keys of all jobs in order.
+
+    ``scheduler`` (a Dask address, see :func:`parse_scheduler`) runs the jobs on that cluster instead of ``workers``
+    local processes; its workers need the weights file at the same path, and render or load the data themselves.
+    """
     from tqdm import tqdm
+
+    if scheduler is not None:
+        parse_scheduler(scheduler)
 
     digests = lut_digests(jobs)
     ident = ctx.identity()
@@ -171,6 +278,7 @@ def run_jobs(ctx: EvalContext, jobs: list[Job], store, workers: int = 1, schedul
     for k, j in zip(keys, jobs):
         if store.get(k) is None and k not in todo:
             todo[k] = j
+    client = _dask_client(scheduler) if scheduler is not None and todo else None  # refused before any output
     bar = tqdm(total=len(set(keys)), initial=len(set(keys)) - len(todo), desc=desc, unit="eval",
                disable=not progress)
 
@@ -185,10 +293,10 @@ def run_jobs(ctx: EvalContext, jobs: list[Job], store, workers: int = 1, schedul
     try:
         if not todo:
             pass
-        elif scheduler:
-            from distributed import Client, as_completed as dask_completed
+        elif client is not None:
+            from distributed import as_completed as dask_completed
 
-            with Client(scheduler) as client:
+            with client:
                 futs = {client.submit(run_job, ctx, j, 1, pure=False): k for k, j in todo.items()}
                 for fut in dask_completed(futs):
                     save(futs[fut], fut.result())
