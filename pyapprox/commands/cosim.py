@@ -74,20 +74,11 @@ def load_image(spec: str, height: int, width: int, progress: bool):
     return arr, f"{path} ({arr.shape[0]}x{arr.shape[1]})"
 
 
-def _layer_kinds(model) -> dict:
-    import torch
-
-    from pyapprox.nn.approx_conv import conv_kind
-
-    return {n: conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size)
-            for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
-
-
 def run(args) -> int:
     from pyapprox import io as pio
     from pyapprox.commands.eval import accel_config
     from pyapprox.errors import PyapproxError
-    from pyapprox.nn.plan import select
+    from pyapprox.nn.plan import model_layers, select
     from pyapprox.cosim import check_array_args, cosim_model, format_report, multiplier_rtl
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"cosim: {msg}", flush=True))
@@ -122,7 +113,7 @@ def run(args) -> int:
     from pyapprox.nn.quant import quantize_model
 
     model = load_model(args.weights)
-    kinds = _layer_kinds(model)
+    kinds = model_layers(model)
     for sel in args.layer:
         select(sel, kinds)  # unknown names fail here, listing the valid ones
     rgb, image_text = load_image(args.image, args.height, args.width, not args.quiet)

@@ -69,12 +69,9 @@ def check_multiplier(mult: str, cfg=None) -> None:
 
 def check_plan(model, rules, cfg=None) -> None:
     """Fail fast, before any work: selectors that match nothing and every multiplier (:func:`check_multiplier`)."""
-    from pyapprox.nn.approx_conv import conv_kind
-    from pyapprox.nn.plan import resolve_plan
+    from pyapprox.nn.plan import model_layers, resolve_plan
 
-    layers = {n: conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size)
-              for n, m in model.named_modules() if isinstance(m, __import__("torch").nn.Conv2d)}
-    for mult in sorted(set(resolve_plan(rules, layers).values())):
+    for mult in sorted(set(resolve_plan(rules, model_layers(model)).values())):
         check_multiplier(mult, cfg)
 
 

@@ -19,7 +19,7 @@ from pyapprox.cosim.report import CosimReport, compare, format_report
 from pyapprox.cosim.rtl import lut_file_rtl, multiplier_rtl
 from pyapprox.cosim.tiles import check_fits, layer_tiles
 from pyapprox.errors import PyapproxError
-from pyapprox.nn.plan import aliases, approximate
+from pyapprox.nn.plan import approximate, model_layers
 from pyapprox.nn.quant import qconv_layers
 from pyapprox.sim.mac_array import (ARRAY_TOP, S_BITS, SIMULATORS, ArrayConfig, MultiplierRtl, Tile,
                                     check_array_args, run_stream, stream_arrays)
@@ -54,6 +54,7 @@ def cosim_model(qmodel, image, selectors, multiplier: str, *, rows: int = 8, col
     model = copy.deepcopy(qmodel)
     approximate(model, [(n, multiplier) for n in names])
     mods = dict(qconv_layers(model))
+    layer_names = model_layers(model)
     for n in names:
         check_fits(n, mods[n], acfg)
     say(f"running the image through the quantized model ({len(names)} layer(s) captured)")
@@ -62,8 +63,7 @@ def cosim_model(qmodel, image, selectors, multiplier: str, *, rows: int = 8, col
     layer_info = []
     for n in names:
         ts, total, info = layer_tiles(n, mods[n], captured[n]["codes"], captured[n]["acc"], acfg, tiles)
-        al = aliases(n)
-        info.update({"name": n, "short": al[1] if len(al) > 1 else n, "tiles": len(ts), "total_tiles": total,
+        info.update({"name": n, "short": layer_names.short(n), "tiles": len(ts), "total_tiles": total,
                      "macs": int(sum(len(t.channels) * len(t.pixels) * t.k for t in ts))})
         layer_info.append(info)
         all_tiles += ts

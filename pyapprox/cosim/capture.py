@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pyapprox.errors import PyapproxError
-from pyapprox.nn.plan import select
+from pyapprox.nn.plan import model_layers, select
 from pyapprox.nn.quant import qconv_layers
 
 
@@ -56,8 +56,8 @@ def capture_layers(qmodel, names: list[str], image) -> dict:
 
 def resolve_layers(qmodel, selectors) -> list[str]:
     """Names of the quantized convs matched by the selectors, in forward order."""
-    layers = {n: m.conv.kind for n, m in qconv_layers(qmodel)}
-    if not layers:
+    layers = model_layers(qmodel)
+    if not qconv_layers(qmodel):
         raise PyapproxError("the model has no quantized convolutions; quantize it first")
     out: list[str] = []
     for sel in ([selectors] if isinstance(selectors, str) else list(selectors)):

@@ -41,10 +41,11 @@ def network_layers(height: int = 480, width: int = 640):
 
 
 def selected_layers(selector: str) -> list:
+    from pyapprox.nn.layers import rows_layer_set
     from pyapprox.nn.plan import select
 
     rows = network_layers()
-    names = select(selector, {r.name: r.kind for r in rows})
+    names = select(selector, rows_layer_set(rows))
     return [r for r in rows if r.name in set(names)]
 
 
@@ -160,6 +161,7 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
                       cost_metric="transistors", accuracy="a1", workers=1, scheduler=None, progress=True) -> dict:
     """Whole-network accuracy of each multiplier applied with ``template`` (rules whose multiplier is the
     placeholder ``{multiplier}``), with its hardware cost."""
+    from pyapprox.nn.layers import rows_layer_set
     from pyapprox.nn.plan import resolve_plan
 
     if not names:
@@ -167,7 +169,7 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
     check_cost_metric(cost_metric)
     check_metric(accuracy)
     layers = network_layers()
-    kinds = {r.name: r.kind for r in layers}
+    kinds = rows_layer_set(layers)
     exact = exact_name(ctx)
     plans = {}
     for n in names:

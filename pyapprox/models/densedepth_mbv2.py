@@ -234,6 +234,10 @@ class Decoder(nn.Module):
         return self.conv3(x)
 
 
+#: Module prefix of the encoder's MobileNetV2 feature layers; the research's short names drop it.
+ENCODER_PREFIX = "encoder.original_model.features."
+
+
 class DenseDepthMBV2(nn.Module):
     """Encoder-decoder: [N, 3, H, W] float (already normalised by the caller) -> [N, 1, H/2, W/2]."""
 
@@ -244,6 +248,19 @@ class DenseDepthMBV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+    # -- hooks read by pyapprox.nn (fusion and layer names) ------------------------------------------
+    def fusion_groups(self) -> list[tuple[str, str | None, str | None, str | None]]:
+        """Declared fusion groups (see :func:`fusion_groups`), used instead of generic discovery."""
+        return fusion_groups(self)
+
+    def layer_aliases(self, name: str) -> list[str]:
+        """Every name a layer answers to: full, the research's short name (``9.conv.1.0``) and
+        ``encoder.9.conv.1.0``."""
+        if name.startswith(ENCODER_PREFIX):
+            short = name[len(ENCODER_PREFIX):]
+            return [name, short, "encoder." + short]
+        return [name]
 
 
 def preprocess(rgb: Any, normalize: bool = True) -> torch.Tensor:

@@ -75,6 +75,9 @@ class ApproxConv2d(nn.Module):
 
     @property
     def kind(self) -> str:
+        """``pw``, ``dw``, ``full``, ``grouped`` (:func:`conv_kind`), or ``linear`` for a linear layer."""
+        if getattr(self, "linear", False):
+            return "linear"
         o, cg, kh, kw = self.weight_codes.shape
         return conv_kind(self.groups, cg * self.groups, o, (kh, kw))
 

@@ -1,4 +1,4 @@
-"""The convolution layers of a network with their shapes and MAC counts at a given input size."""
+"""The convolution and linear layers of a network with their shapes and MAC counts at a given input size."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from pyapprox.nn.approx_conv import conv_kind
-from pyapprox.nn.plan import aliases
+from pyapprox.nn.plan import LayerSet, model_layers
 
 
 @dataclass
@@ -24,35 +23,54 @@ class LayerInfo:
     groups: int
     out_hw: tuple
     macs: int
+    aliases: tuple = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @torch.no_grad()
-def layer_table(model: torch.nn.Module, height: int = 480, width: int = 640) -> list[LayerInfo]:
-    """Every nn.Conv2d in forward order, with output size and MACs for one [1, 3, height, width] input
-    (shapes are traced on the meta device, so nothing is computed)."""
+def layer_table(model: torch.nn.Module, height: int = 480, width: int = 640,
+                input_shape: tuple | None = None) -> list[LayerInfo]:
+    """Every nn.Conv2d and nn.Linear in forward order, with output size and MACs for one input of
+    ``input_shape`` (default [1, 3, height, width]); shapes are traced on the meta device, so nothing is
+    computed. A linear layer's MACs count every row it is applied to."""
+    shape = tuple(input_shape) if input_shape is not None else (1, 3, height, width)
     model = model.to("meta") if next(model.parameters()).device.type != "meta" else model
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    layers = model_layers(model)
+    mods = dict(model.named_modules())
     shapes = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
-               for n, m in convs]
+    handles = [mods[n].register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
+               for n in layers]
     try:
-        model(torch.empty(1, 3, height, width, device="meta"))
+        model(torch.empty(*shape, device="meta"))
     finally:
         for h in handles:
             h.remove()
     rows = []
-    for i, (n, m) in enumerate(convs):
-        _, o, ho, wo = shapes[n]
-        kh, kw = m.kernel_size
-        macs = ho * wo * o * (m.in_channels // m.groups) * kh * kw
-        short = aliases(n)[1] if len(aliases(n)) > 1 else n
-        rows.append(LayerInfo(i, n, short, conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size),
-                              m.in_channels, m.out_channels, (kh, kw), tuple(m.stride), tuple(m.padding), m.groups,
-                              (ho, wo), macs))
+    for n in layers:
+        m = mods[n]
+        if n not in shapes:
+            continue  # not run on this input
+        if isinstance(m, torch.nn.Linear):
+            out = shapes[n]
+            rows_in = 1
+            for d in out[:-1]:
+                rows_in *= d
+            info = (m.in_features, m.out_features, (1, 1), (1, 1), (0, 0), 1, (rows_in, 1),
+                    rows_in * m.in_features * m.out_features)
+        else:
+            _, o, ho, wo = shapes[n]
+            kh, kw = m.kernel_size
+            info = (m.in_channels, m.out_channels, (kh, kw), tuple(m.stride), tuple(m.padding), m.groups, (ho, wo),
+                    ho * wo * o * (m.in_channels // m.groups) * kh * kw)
+        rows.append(LayerInfo(len(rows), n, layers.short(n), layers[n], *info, tuple(layers.aliases[n])))
     return rows
+
+
+def rows_layer_set(rows: list[LayerInfo]) -> LayerSet:
+    """The :class:`LayerSet` of a layer table (names, kinds, aliases), for selecting layers without the model."""
+    return LayerSet({r.name: r.kind for r in rows}, {r.name: list(r.aliases) for r in rows})
 
 
 def format_layer_table(rows: list[LayerInfo], height: int, width: int) -> str:
@@ -62,8 +80,9 @@ def format_layer_table(rows: list[LayerInfo], height: int, width: int) -> str:
         lines.append(f"{r.index:>3} {r.short:<20} {r.kind:<5} {r.in_channels:>5} {r.out_channels:>5} "
                      f"{r.kernel[0]}x{r.kernel[1]:<3} {r.stride[0]:>2} {r.groups:>6} {r.out_hw[0]:>4}x{r.out_hw[1]:<4} "
                      f"{r.macs:>14,}  {r.name}")
-    enc = [r for r in rows if r.name.startswith("encoder.")]
-    dec = [r for r in rows if not r.name.startswith("encoder.")]
+    groups: dict[str, list[LayerInfo]] = {}
+    for r in rows:  # by top-level module, in forward order (densedepth_mbv2: encoder, decoder)
+        groups.setdefault(r.name.split(".")[0] if "." in r.name else r.name, []).append(r)
 
     def count(rs):
         kinds = {}
@@ -71,7 +90,7 @@ def format_layer_table(rows: list[LayerInfo], height: int, width: int) -> str:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
         return ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
 
-    lines.append(f"encoder: {len(enc)} convs ({count(enc)}), {sum(r.macs for r in enc):,} MACs; "
-                 f"decoder: {len(dec)} convs ({count(dec)}), {sum(r.macs for r in dec):,} MACs; "
-                 f"total {sum(r.macs for r in rows):,} MACs at {height}x{width}")
+    noun = "convs" if all(r.kind != "linear" for r in rows) else "layers"
+    parts = [f"{g}: {len(rs)} {noun} ({count(rs)}), {sum(r.macs for r in rs):,} MACs" for g, rs in groups.items()]
+    lines.append("; ".join(parts) + f"; total {sum(r.macs for r in rows):,} MACs at {height}x{width}")
     return "\n".join(lines)

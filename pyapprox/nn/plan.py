@@ -1,10 +1,10 @@
-"""Per-layer approximation plans: which multiplier each convolution uses.
+"""Per-layer approximation plans: which multiplier each convolution or linear layer uses.
 
 A plan is an ordered list of rules ``(selector, multiplier)``; later rules override earlier ones.
-Selectors (see :func:`select`): full module names (``encoder.original_model.features.0.0``), the
-research's short names (``0.0``, ``9.conv.1.0``, ``encoder.0.0``), glob patterns over any of these forms
-(``decoder.up*``, ``*.conv.1.0``), layer kinds (``pw``, ``dw``, ``full``, ``grouped``) and the groups
-``all``, ``encoder``, ``decoder``. A multiplier is a library name (``mbm``, ``trunc4``), a LUT file, or
+Selectors (see :func:`select`): full module names (``encoder.original_model.features.0.0``), names the model
+offers (``densedepth_mbv2``: the research's short names ``0.0``, ``9.conv.1.0``, ``encoder.0.0``), module
+prefixes (``encoder``, ``decoder``, ``layer3``: every layer under it), glob patterns over any of these forms
+(``decoder.up*``, ``*.conv.1.0``), layer kinds (``pw``, ``dw``, ``full``, ``grouped``, ``linear``) and ``all``. A multiplier is a library name (``mbm``, ``trunc4``), a LUT file, or
 ``exact``. Plan files are JSON: ``{"rules": [{"layers": "pw", "multiplier": "mbm"}, ...]}`` or simply
 ``{"pw": "mbm", "0.0": "exact"}``.
 """
@@ -16,42 +16,76 @@ import fnmatch
 import json
 from pathlib import Path
 
+import torch.nn as nn
+
+from pyapprox import io as pio
 from pyapprox.errors import PyapproxError
+from pyapprox.lut.library import get_lut
+from pyapprox.nn.approx_conv import conv_kind
+from pyapprox.nn.quant import qconv_layers
 
-KINDS = ("pw", "dw", "full", "grouped")
-GROUPS = ("all", "encoder", "decoder")
-_ENC = "encoder.original_model.features."
+KINDS = ("pw", "dw", "full", "grouped", "linear")
 
 
-def aliases(name: str) -> list[str]:
-    """Every name a layer answers to: full, short (``9.conv.1.0``) and ``encoder.9.conv.1.0``."""
-    if name.startswith(_ENC):
-        short = name[len(_ENC):]
-        return [name, short, "encoder." + short]
-    return [name]
+class LayerSet(dict):
+    """``{name: kind}`` of a model's layers in forward order, with every name each layer answers to
+    (``aliases[name]``, the full module name first). A model offers short names with a method
+    ``layer_aliases(self, name) -> list[str]``; see :func:`model_layers`."""
+
+    def __init__(self, kinds: dict[str, str], aliases: dict[str, list[str]] | None = None):
+        super().__init__(kinds)
+        self.aliases = {n: [n] + [a for a in (aliases or {}).get(n, []) if a != n] for n in kinds}
+
+    def short(self, name: str) -> str:
+        """The layer's shortest name (its full name when the model offers none)."""
+        return min(self.aliases[name], key=len)
+
+
+def model_layers(model) -> LayerSet:
+    """The layers a plan can address: the quantized layers of a quantized model, else every ``nn.Conv2d`` and
+    ``nn.Linear`` (only those of its declared ``fusion_groups`` when the model declares them); names as the
+    model offers them (``layer_aliases``)."""
+    q = qconv_layers(model)
+    if q:
+        kinds = {n: m.conv.kind for n, m in q}
+    else:
+        declared = getattr(model, "fusion_groups", None)
+        wanted = {g[0] for g in declared()} if callable(declared) else None
+        kinds = {n: ("linear" if isinstance(m, nn.Linear) else
+                     conv_kind(m.groups, m.in_channels, m.out_channels, m.kernel_size))
+                 for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+                 and (wanted is None or n in wanted)}
+    hook = getattr(model, "layer_aliases", None)
+    return LayerSet(kinds, {n: list(hook(n)) for n in kinds} if callable(hook) else None)
+
+
+def aliases(name: str, layers: dict | None = None) -> list[str]:
+    """Every name a layer answers to (its full name first)."""
+    return list(layers.aliases[name]) if isinstance(layers, LayerSet) else [name]
 
 
 def select(selector: str, layers: dict[str, str]) -> list[str]:
-    """Names of the layers (``{name: kind}``, in forward order) matched by one selector."""
+    """Names of the layers (a :class:`LayerSet`, or plain ``{name: kind}``, in forward order) matched by one
+    selector: a kind, ``all``, a layer name or alias, a module prefix (``encoder``, ``layer3.0``: every layer
+    under it), or a glob pattern over all names."""
     sel = selector.strip()
     if not sel:
         raise PyapproxError("empty layer selector")
+    names = {n: aliases(n, layers) for n in layers}
     if sel in KINDS:
         hits = [n for n, k in layers.items() if k == sel]
     elif sel == "all":
         hits = list(layers)
-    elif sel in ("encoder", "decoder"):
-        hits = [n for n in layers if n.startswith(sel + ".")]
     elif any(c in sel for c in "*?["):
-        hits = [n for n in layers if any(fnmatch.fnmatchcase(a, sel) for a in aliases(n))]
+        hits = [n for n in layers if any(fnmatch.fnmatchcase(a, sel) for a in names[n])]
         if not hits:
             raise PyapproxError(f"layer selector {sel!r} matches no layer; run `pyapprox layers` for the names")
     else:
-        hits = [n for n in layers if sel in aliases(n)]
+        hits = [n for n in layers if sel in names[n]] or [n for n in layers if n.startswith(sel + ".")]
         if not hits:
-            valid = ", ".join(aliases(n)[1] if n.startswith(_ENC) else n for n in layers)
+            valid = ", ".join(min(names[n], key=len) for n in layers)
             raise PyapproxError(f"unknown layer {sel!r}; valid names: {valid}; kinds: {', '.join(KINDS)}; "
-                                f"groups: {', '.join(GROUPS)}; or a glob pattern")
+                                f"groups: all or any module prefix; or a glob pattern")
     if not hits:
         raise PyapproxError(f"layer selector {sel!r} matches no layer in this model")
     return hits
@@ -130,20 +164,14 @@ def resolve_plan(rules: list[tuple[str, str]], layers: dict[str, str]) -> dict[s
 
 
 def write_plan(path: str | Path, assignment: dict[str, str], meta: dict | None = None) -> None:
-    from pyapprox import io as pio
-
     rules = [{"layers": n, "multiplier": m} for n, m in assignment.items()]
     pio.write_json(path, {"rules": rules, **({"meta": meta} if meta else {})})
 
 
-def approximate(qmodel, rules: list[tuple[str, str]], get_lut=None) -> dict[str, str]:
+def approximate(qmodel, rules: list[tuple[str, str]], get_lut=get_lut) -> dict[str, str]:
     """Apply a plan to a quantized model in place; returns the full assignment {layer: multiplier}."""
-    from pyapprox.nn.quant import qconv_layers
-
-    if get_lut is None:
-        from pyapprox.lut.library import get_lut
-    layers = {n: m.conv.kind for n, m in qconv_layers(qmodel)}
-    if not layers:
+    layers = model_layers(qmodel)
+    if not qconv_layers(qmodel):
         raise PyapproxError("the model has no quantized convolutions; quantize it first")
     assignment = resolve_plan(rules, layers)
     luts = {}

@@ -1,9 +1,11 @@
 """Quantize a float network into the accelerator's arithmetic (see :mod:`pyapprox.nn.config`).
 
-Steps: fold BatchNorm and fuse activations (:func:`fuse`), run calibration images through the fused float
-network to find every tensor's scale (:func:`calibrate`), then replace each conv by a :class:`QConv2d`
-(:func:`quantize_model`). Module names stay those of the float model, so layer selectors and
-``state_dict`` keys keep meaning the same layers.
+Works on any ``nn.Module``: fold BatchNorm and fuse activations (:func:`fuse`, groups from
+:mod:`pyapprox.nn.fusion`), run calibration inputs through the fused float network to find every tensor's scale
+(:func:`calibrate`), then replace each conv and linear layer by a :class:`QConv2d` (:func:`quantize_model`).
+Everything else the model does (residual adds, concatenations, pooling, upsampling, unfused activations) stays
+as it is, in float32, between quantized layers. Module names stay those of the float model, so layer
+selectors and ``state_dict`` keys keep meaning the same layers.
 """
 
 from __future__ import annotations
@@ -21,25 +23,32 @@ from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
 from pyapprox.nn.approx_conv import ApproxConv2d
 from pyapprox.nn.config import AccelConfig
+from pyapprox.nn.fusion import fusion_groups, leaky_slope
 
-ACTIVATIONS = (None, "relu6", "leaky0.2")
 _SAMPLES_PER_IMAGE = 1 << 16
 
 
 def _activate(y: torch.Tensor, act: str | None) -> torch.Tensor:
     if act == "relu6":
         return F.relu6(y)
-    if act == "leaky0.2":
-        return F.leaky_relu(y, 0.2)
+    if act == "relu":
+        return F.relu(y)
+    slope = leaky_slope(act)
+    if slope is not None:
+        return F.leaky_relu(y, slope)
     return y
 
 
 class FusedConv(nn.Module):
-    """Float conv with BatchNorm folded in and its activation fused: the layer the accelerator computes."""
+    """Float conv (or linear layer, as a 1x1 conv) with BatchNorm folded in and its activation fused: the layer
+    the accelerator computes."""
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, act: str | None):
+    def __init__(self, conv: nn.Conv2d | nn.Linear, bn: nn.Module | None, act: str | None):
         super().__init__()
+        self.linear = isinstance(conv, nn.Linear)
         w = conv.weight.detach().to(torch.float64)
+        if self.linear:
+            w = w[:, :, None, None]
         b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
         if bn is not None:
             scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
@@ -47,10 +56,15 @@ class FusedConv(nn.Module):
             b = (b - bn.running_mean.detach().double()) * scale + bn.bias.detach().double()
         self.register_buffer("weight", w.float())
         self.register_buffer("bias", b.float())
-        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        if self.linear:
+            self.stride, self.padding, self.dilation, self.groups = (1, 1), (0, 0), (1, 1), 1
+        else:
+            self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.linear:
+            return _activate(F.linear(x, self.weight[:, :, 0, 0], self.bias), self.act)
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return _activate(y, self.act)
 
@@ -60,18 +74,10 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
-def fusion_groups(model: nn.Module):
-    fn = getattr(type(model), "fusion_groups", None)
-    if fn is None:
-        from pyapprox.models import densedepth_mbv2
-
-        fn = densedepth_mbv2.fusion_groups
-    return fn(model)
-
-
 def fuse(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` (eval mode) whose convs are :class:`FusedConv` and whose BN/activation modules
-    that were fused are identities. Computes the same function as ``model`` up to float rounding."""
+    """A copy of ``model`` (eval mode) whose convs and linear layers are :class:`FusedConv` and whose BN/activation
+    modules that were fused are identities (groups from :func:`pyapprox.nn.fusion.fusion_groups`). Computes the
+    same function as ``model`` up to float rounding."""
     model = copy.deepcopy(model).eval()
     mods = dict(model.named_modules())
     for conv_name, bn_name, act_name, act in fusion_groups(model):
@@ -191,6 +197,8 @@ class QConv2d(nn.Module):
         bias_codes = torch.round(fused.bias.double() / acc_scale).clamp(lo, hi).to(torch.int64)
         self.conv = ApproxConv2d(w_codes, bias_codes, fused.stride, fused.padding, fused.dilation, fused.groups,
                                  cfg.operand_format, cfg.weight_port, cfg.acc_bits, cfg.acc_mode, backend)
+        self.linear = fused.linear
+        self.conv.linear = self.linear
         self.s_in = float(s_in)
         self.s_out = None if s_out is None else float(s_out)
         self.register_buffer("weight_scale", s_w.float())
@@ -199,9 +207,10 @@ class QConv2d(nn.Module):
             mult, shift = QF.requant_params((acc_scale / s_out).numpy(), cfg.requant_bits)
             self.register_buffer("rq_mult", torch.from_numpy(mult))
             self.register_buffer("rq_shift", torch.from_numpy(shift))
-            neg = torch.from_numpy(np.round(0.2 * mult).astype(np.int64)) if self.act == "leaky0.2" else None
+            slope = leaky_slope(self.act)
+            neg = torch.from_numpy(np.round(slope * mult).astype(np.int64)) if slope is not None else None
             self.rq_mult_neg = neg
-            qlo = 0 if self.act == "relu6" else cfg.qmin
+            qlo = 0 if self.act in ("relu", "relu6") else cfg.qmin
             qhi = min(cfg.qmax, int(round(6.0 / s_out))) if self.act == "relu6" else cfg.qmax
             self.qlo, self.qhi = qlo, qhi
         self.macs = 0
@@ -220,13 +229,21 @@ class QConv2d(nn.Module):
         return QF.requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = None
+        if self.linear:  # [..., C] -> a 1x1 conv over one [1, C, M, 1] image of the M rows
+            lead, c = x.shape[:-1], x.shape[-1]
+            x = x.reshape(-1, c).t().reshape(1, c, -1, 1)
         codes = self.quantize_input(x)
         acc = self.conv(codes)
         o, cg, kh, kw = self.conv.weight_codes.shape
         self.macs += acc.numel() * cg * kh * kw
         if self.s_out is None:
-            return (acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float()
-        return (self.output_codes(acc).to(torch.float32) * self.s_out)
+            y = (acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float()
+        else:
+            y = self.output_codes(acc).to(torch.float32) * self.s_out
+        if lead is not None:
+            y = y.reshape(o, -1).t().reshape(*lead, o)
+        return y
 
     def extra_repr(self) -> str:
         return f"s_in={self.s_in:.4g}, s_out={self.s_out}, act={self.act}"

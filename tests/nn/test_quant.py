@@ -101,9 +101,18 @@ def test_exact_lut_inference_equals_integer_gemm_bit_for_bit(qmodel, images, bac
 
 
 def test_plan_selectors():
-    layers = {"encoder.original_model.features.0.0": "full", "encoder.original_model.features.1.conv.0.0": "dw",
-              "encoder.original_model.features.1.conv.1": "pw", "encoder.original_model.features.9.conv.1.0": "dw",
-              "decoder.up0.convA": "full", "decoder.conv2": "pw"}
+    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+    from pyapprox.nn.plan import LayerSet
+
+    kinds = {"encoder.original_model.features.0.0": "full", "encoder.original_model.features.1.conv.0.0": "dw",
+             "encoder.original_model.features.1.conv.1": "pw", "encoder.original_model.features.9.conv.1.0": "dw",
+             "decoder.up0.convA": "full", "decoder.conv2": "pw"}
+    # the short names are densedepth_mbv2's own (its layer_aliases hook); a plain mapping knows full names only
+    layers = LayerSet(kinds, {n: DenseDepthMBV2.layer_aliases(None, n) for n in kinds})
+    with pytest.raises(PyapproxError, match="unknown layer '0.0'"):
+        select("0.0", kinds)
+    assert select("encoder.original_model.features.1", kinds) == ["encoder.original_model.features.1.conv.0.0",
+                                                                   "encoder.original_model.features.1.conv.1"]
     assert select("0.0", layers) == ["encoder.original_model.features.0.0"]
     assert select("encoder.0.0", layers) == ["encoder.original_model.features.0.0"]
     assert select("9.conv.1.0", layers) == ["encoder.original_model.features.9.conv.1.0"]
