@@ -11,6 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
+from pyapprox.errors import PyapproxError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -65,8 +67,6 @@ def check_output_path(path: str | os.PathLike, what: str, suffixes: tuple[str, .
     name ending in a path separator, a parent that is a file or not writable, and (when ``suffixes`` is
     given) an extension outside ``suffixes``. Nothing is created on disk.
     """
-    from pyapprox.errors import PyapproxError
-
     text = os.fspath(path)
     if not text or not text.strip():
         raise PyapproxError(f"{what}: empty output path")
@@ -97,8 +97,6 @@ def check_output_path(path: str | os.PathLike, what: str, suffixes: tuple[str, .
 
 def check_output_dir(path: str | os.PathLike, what: str) -> Path:
     """Refuse an output directory that exists as a file or cannot be created/written; creates nothing."""
-    from pyapprox.errors import PyapproxError
-
     text = os.fspath(path)
     if not text or not text.strip():
         raise PyapproxError(f"{what}: empty directory path")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def configure(p) -> None:
-    from pyapprox.models.train import TrainConfig
+    from pyapprox.experiments.train import TrainConfig
 
     p.add_argument("--out", default="build/train", help="checkpoint folder (resumed if it holds a checkpoint)")
     for f in fields(TrainConfig):
@@ -19,7 +19,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pyapprox.models.train import TrainConfig, export_weights, train
+    from pyapprox.experiments.train import TrainConfig, export_weights, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     final = train(Path(args.out), cfg, resume=not args.no_resume)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pyapprox.errors import PyapproxError
-from pyapprox.eval.metrics import EIGEN_CROP
+from pyapprox.data.crop import EIGEN_CROP
 from pyapprox.io import atomic_path, load_npy
 
 __all__ = [

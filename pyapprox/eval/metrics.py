@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyapprox.data.crop import EIGEN_CROP, EIGEN_REFERENCE_SIZE
 from pyapprox.errors import PyapproxError
 
 __all__ = [
@@ -64,10 +65,6 @@ MIN_DEPTH_NORM = 10.0  # DenseDepth minDepth (in its 0..1000 units)
 MAX_DEPTH_NORM = 1000.0  # DenseDepth maxDepth
 MAX_DEPTH_M = 10.0  # metres corresponding to MAX_DEPTH_NORM
 
-# Eigen crop for 480x640 images, half-open: rows 20:460, cols 24:616 (DenseDepth's
-# eigen_test_crop.npy holds the inclusive [20, 459, 24, 615]).
-EIGEN_CROP = (20, 460, 24, 616)
-EIGEN_REFERENCE_SIZE = (480, 640)
 
 METRIC_NAMES = ("a1", "a2", "a3", "rel", "rms", "log10")
 HIGHER_IS_BETTER = {"a1": True, "a2": True, "a3": True, "rel": False, "rms": False, "log10": False}
