@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from pyapprox.data import open_dataset
 from pyapprox.errors import PyapproxError
 from pyapprox.eval.metrics import (
     METRIC_NAMES,
@@ -21,7 +23,10 @@ from pyapprox.eval.metrics import (
     flip_average,
     prediction_to_depth,
 )
+from pyapprox.models.densedepth_mbv2 import preprocess
 from pyapprox.nn.config import AccelConfig
+from pyapprox.nn.plan import approximate
+from pyapprox.nn.quant import qconv_layers, quantize_model
 
 
 @dataclass
@@ -37,9 +42,6 @@ class Variant:
 def calibration_images(data, cfg: AccelConfig, calib_spec: str | None, progress: bool) -> list[torch.Tensor]:
     """Calibration inputs: ``calib_spec`` if given, else the synthetic val split for synthetic data, else the
     first images of ``data`` itself."""
-    from pyapprox.data import open_dataset
-    from pyapprox.models.densedepth_mbv2 import preprocess
-
     if calib_spec is None:
         name = str(getattr(data, "name", ""))
         calib_spec = ("synthetic:val" + ("@" + name.split("@")[1] if "@" in name else "")
@@ -52,9 +54,6 @@ def calibration_images(data, cfg: AccelConfig, calib_spec: str | None, progress:
 def build_variants(model, data, cfg: AccelConfig, plans: dict[str, list], calib_spec=None, backend="auto",
                    include_float=True, include_exact=True, progress=True) -> list[Variant]:
     """Float model, its exact-quantized version, and one approximate copy per named plan."""
-    from pyapprox.nn.plan import approximate
-    from pyapprox.nn.quant import quantize_model
-
     variants = [Variant("float", model)] if include_float else []
     if not (include_exact or plans):
         return variants
@@ -81,8 +80,6 @@ def predict_depth(model, rgb: np.ndarray, device: torch.device | None = None, fl
     With ``flip`` the image mirrored left-right is predicted too, and the result is :func:`flip_average` of
     the two depth maps (after the clip(1000 / p) mapping and upscaling, as in DenseDepth's evaluate).
     """
-    from pyapprox.models.densedepth_mbv2 import preprocess
-
     images = np.stack([rgb, rgb[:, ::-1]]) if flip else rgb
     x = preprocess(images)
     if device is not None:
@@ -100,10 +97,6 @@ def evaluate(variants: list[Variant], data, progress: bool = True, keep: int = 0
     optionally with flip averaging (:func:`predict_depth`); each variant's result records ``protocol`` and
     ``flip``, and ``per_image`` holds every image's standard per-image metrics. ``keep`` predictions are kept
     for the first images (for panels)."""
-    from tqdm import tqdm
-
-    from pyapprox.nn.quant import qconv_layers
-
     check_protocol(protocol)
     if len(data) == 0:
         raise PyapproxError(f"data set {getattr(data, 'name', '')} is empty")

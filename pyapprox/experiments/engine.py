@@ -15,14 +15,27 @@ import hashlib
 import io
 import os
 import socket
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import torch
+from tqdm import tqdm
+
 from pyapprox.cache import content_key
+from pyapprox.data import open_dataset
 from pyapprox.errors import PyapproxError
+from pyapprox.eval.evaluate import Variant, build_variants, evaluate
+from pyapprox.experiments.panels import write_panel
+from pyapprox.lut.library import get_lut
+from pyapprox.models.weights import DEFAULT_WEIGHTS, load_model
 from pyapprox.nn.config import AccelConfig
+from pyapprox.nn.plan import approximate
+
+# `distributed` (about 1 s to import) and numba are imported where a scheduler or a thread limit is used.
 
 ENGINE_VERSION = 1
 
@@ -147,8 +160,6 @@ class EvalContext:
         return AccelConfig.from_dict(dict(self.config))
 
     def identity(self) -> dict:
-        from pyapprox.models.weights import DEFAULT_WEIGHTS
-
         wpath = self.weights or str(DEFAULT_WEIGHTS)
         try:
             with open(wpath, "rb") as f:
@@ -182,10 +193,6 @@ class Evaluator:
     """Holds the calibrated exact-quantized model and the data of one context (built once per process)."""
 
     def __init__(self, ctx: EvalContext):
-        from pyapprox.data import open_dataset
-        from pyapprox.eval.evaluate import build_variants
-        from pyapprox.models.weights import load_model
-
         self.ctx = ctx
         self.model = load_model(ctx.weights)
         self.data = open_dataset(ctx.data, ctx.limit, progress=False)
@@ -194,9 +201,6 @@ class Evaluator:
         self.qmodel = variants[0].model
 
     def run(self, job: Job) -> tuple[dict, dict[str, bytes]]:
-        from pyapprox.eval.evaluate import Variant, evaluate
-        from pyapprox.nn.plan import approximate
-
         if job.float_model:
             variant = Variant("float", self.model)
         else:
@@ -215,11 +219,6 @@ class Evaluator:
 
 
 def _panel_png(sample, pred, name) -> bytes:
-    import tempfile
-    from pathlib import Path
-
-    from pyapprox.experiments.panels import write_panel
-
     rgb, gt = sample
     with tempfile.TemporaryDirectory() as d:
         p = write_panel(Path(d) / "p.png", rgb, gt, {name: pred}, error_of=[name])
@@ -230,8 +229,6 @@ _EVALUATORS: dict = {}
 
 
 def _limit_threads(n: int) -> None:
-    import torch
-
     torch.set_num_threads(n)
     try:
         import numba
@@ -253,8 +250,6 @@ def run_job(ctx: EvalContext, job: Job, threads: int | None = None):
 
 def lut_digests(jobs: list[Job]) -> dict[str, str]:
     """Generate (or fetch) every multiplier the jobs use, in this process, before any dispatch."""
-    from pyapprox.lut.library import get_lut
-
     names = sorted({m for j in jobs for _, m in j.plan})
     return {m: get_lut(m).digest() for m in names}
 
@@ -266,8 +261,6 @@ def run_jobs(ctx: EvalContext, jobs: list[Job], store, workers: int = 1, schedul
     ``scheduler`` (a Dask address, see :func:`parse_scheduler`) runs the jobs on that cluster instead of ``workers``
     local processes; its workers need the weights file at the same path, and render or load the data themselves.
     """
-    from tqdm import tqdm
-
     if scheduler is not None:
         parse_scheduler(scheduler)
 

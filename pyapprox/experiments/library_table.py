@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tqdm import tqdm
+
 from pyapprox import io as pio
 from pyapprox.experiments.plots import annotate_points
+from pyapprox.hw.cost import hardware_cost
+from pyapprox.lut.library import library_lut
+from pyapprox.lut.metrics import error_metrics
+from pyapprox.rtl import library
+from pyapprox.sim.hdl import HdlDesign
 
 
 def library_rows(names=None, with_hw: bool = False, progress: bool = True) -> list[dict]:
-    from tqdm import tqdm
-
-    from pyapprox.hw.cost import hardware_cost
-    from pyapprox.lut.library import library_lut
-    from pyapprox.lut.metrics import error_metrics
-    from pyapprox.rtl import library
-    from pyapprox.sim.hdl import HdlDesign
-
     names = list(names or library.library_names())
     rows = []
     for name in tqdm(names, desc="library", unit="design", disable=not progress, leave=False):

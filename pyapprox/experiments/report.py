@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pyapprox import io as pio
 from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
+from pyapprox.experiments import plots
 from pyapprox.experiments.store import ANY, METRICS, NUMBER, NUMBER_OR_NULL, MapOf, OneOf, Opt
 
 _CONTEXT = Opt({"data": Opt(ANY), "limit": Opt(ANY), "weights": Opt(ANY), "config": Opt(ANY)})
@@ -59,8 +60,6 @@ def _metrics_cells(m: dict, delta: bool = False) -> str:
 
 def build_report(store) -> str:
     """The HTML page of every run in ``store``; a run that is not what pyapprox wrote is a PyapproxError."""
-    from pyapprox.experiments import plots
-
     parts = [f"<h1>pyapprox results</h1><p class='meta'>store {html.escape(str(store.path))}, "
              f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
     runs = store.runs(schemas=RUN_SCHEMAS)

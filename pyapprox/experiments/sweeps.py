@@ -5,10 +5,22 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 
 from pyapprox.errors import PyapproxError
 from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from pyapprox.experiments.engine import EvalContext, Job, run_jobs
+from pyapprox.hw.cost import hardware_cost
+from pyapprox.lut.library import is_lut_file
+from pyapprox.lut.sidecar import recorded_sources
+from pyapprox.lut.table import LUT
+from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+from pyapprox.nn.layers import layer_table, rows_layer_set
+from pyapprox.nn.plan import resolve_plan, select
+from pyapprox.rtl import library
+from pyapprox.sim.hdl import HdlDesign
 
 COST_METRICS = ("transistors", "gates", "ice40_lut4", "xilinx_lut")
 FRACTION_METRICS = ("a1", "a2", "a3")  # fractions of pixels, within [0, 1]; the other metrics are >= 0
@@ -30,20 +42,12 @@ def check_metric(name: str, what: str = "accuracy metric") -> str:
 
 def network_layers(height: int = 480, width: int = 640):
     """LayerInfo rows of densedepth_mbv2 (names, kinds, MACs at the given size)."""
-    import torch
-
-    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
-    from pyapprox.nn.layers import layer_table
-
     with torch.device("meta"):
         model = DenseDepthMBV2()
     return layer_table(model, height, width)
 
 
 def selected_layers(selector: str) -> list:
-    from pyapprox.nn.layers import rows_layer_set
-    from pyapprox.nn.plan import select
-
     rows = network_layers()
     names = select(selector, rows_layer_set(rows))
     return [r for r in rows if r.name in set(names)]
@@ -55,8 +59,6 @@ def exact_name(ctx: EvalContext) -> str:
 
 def compatible_library(ctx: EvalContext) -> list[str]:
     """Library multipliers usable with the context's operand format (sign-magnitude: unsigned designs)."""
-    from pyapprox.rtl import library
-
     out = []
     for n in library.library_names():
         d = library.resolve(n)
@@ -67,17 +69,8 @@ def compatible_library(ctx: EvalContext) -> list[str]:
 
 def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
     """Hardware cost of a multiplier's RTL (library name, or a LUT file whose sidecar names its sources)."""
-    from pathlib import Path
-
-    from pyapprox.hw.cost import hardware_cost
-    from pyapprox.lut.library import is_lut_file
-    from pyapprox.lut.sidecar import recorded_sources
-    from pyapprox.sim.hdl import HdlDesign
-
     check_cost_metric(metric)
     if is_lut_file(name):
-        from pyapprox.lut.table import LUT
-
         meta = LUT.load(name).meta
         try:
             srcs = recorded_sources(meta, Path(name), f"multiplier {name}")
@@ -87,8 +80,6 @@ def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
             return None
         design = HdlDesign.create(srcs, meta["top"], meta.get("params"), meta.get("defines"))
     else:
-        from pyapprox.rtl import library
-
         d = library.resolve(name)
         design = HdlDesign.create(d.files, d.top, dict(d.params), dict(d.defines))
     return float(hardware_cost(design)[metric])
@@ -161,9 +152,6 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
                       cost_metric="transistors", accuracy="a1", workers=1, scheduler=None, progress=True) -> dict:
     """Whole-network accuracy of each multiplier applied with ``template`` (rules whose multiplier is the
     placeholder ``{multiplier}``), with its hardware cost."""
-    from pyapprox.nn.layers import rows_layer_set
-    from pyapprox.nn.plan import resolve_plan
-
     if not names:
         raise PyapproxError("the multiplier list is empty; name at least one (library names or LUT files)")
     check_cost_metric(cost_metric)

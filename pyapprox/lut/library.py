@@ -9,12 +9,11 @@ import numpy as np
 from pyapprox.errors import PyapproxError
 from pyapprox.lut.gen import generate
 from pyapprox.lut.table import FORMATS, LUT
+from pyapprox.rtl import library
 
 
 def library_lut(name: str, use_cache: bool = True) -> LUT:
     """Generate (or fetch from the cache) the LUT of a library design, checked against its golden model."""
-    from pyapprox.rtl import library
-
     design = library.resolve(name)
     a, b, out = design.ports
     lut = generate(design.files, design.top, a=a, b=b, out=out, params=dict(design.params),

@@ -28,6 +28,8 @@ from pyapprox.errors import PyapproxError
 from pyapprox.sim.hdl import check_identifier, check_macro_value, check_param_value
 
 SIDECAR_VERSION = 2
+#: How a table's codes and values are read (see :mod:`pyapprox.lut.table`).
+OPERAND_FORMATS = ("unsigned", "signed", "sign-magnitude")
 PORT_ROLES = ("a", "b", "out", "a_sign", "b_sign", "out_sign")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TEXT_FIELDS = ("name", "description", "created", "cache_key", "cache", "source")
@@ -81,8 +83,6 @@ def read_sidecar(path: Path) -> dict:
 
 def validate_fields(fields: dict, where: str) -> None:
     """Type and value checks of every field; raises :class:`PyapproxError` naming the field."""
-    from pyapprox.lut.table import OPERAND_FORMATS
-
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise PyapproxError(f"{where}: unknown field(s) {', '.join(map(repr, unknown[:5]))}; valid fields: "

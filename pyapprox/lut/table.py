@@ -27,9 +27,8 @@ import numpy as np
 
 from pyapprox import io as pio
 from pyapprox.errors import PyapproxError
-from pyapprox.lut.sidecar import make_sidecar, read_sidecar
+from pyapprox.lut.sidecar import OPERAND_FORMATS, make_sidecar, read_sidecar
 
-OPERAND_FORMATS = ("unsigned", "signed", "sign-magnitude")
 FORMATS = (".npy", ".bin", ".csv", ".txt")
 N = 256
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from pyapprox.errors import PyapproxError
+from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, load_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "densedepth_mbv2_synthetic.pt"
@@ -29,8 +30,6 @@ def verify_checksum(path: Path) -> dict:
 
 def load_model(weights: str | Path | None = None):
     """``DenseDepthMBV2`` in eval mode with the default (checksum-verified) or the given weights."""
-    from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, load_weights
-
     model = DenseDepthMBV2()
     if weights is None:
         if not DEFAULT_WEIGHTS.exists():

@@ -279,7 +279,7 @@ def test_cache_round_trip_prefix_and_extension(tmp_path, monkeypatch):
         calls.append(seed)
         return real_render(seed, height, width)
 
-    monkeypatch.setattr(syn, "render", counting_render)
+    monkeypatch.setattr(syn.splits, "render", counting_render)  # load_split renders through splits.render
     # same n and a smaller n: served from the cache, nothing rendered
     rgb2, depth2 = syn.load_split("val", 3, H, W, cache_dir=tmp_path, progress=False, workers=1)
     rgb1, depth1 = syn.load_split("val", 2, H, W, cache_dir=tmp_path, progress=False, workers=1)
@@ -300,7 +300,7 @@ def test_failed_render_leaves_no_cache_files(tmp_path, monkeypatch):
     def boom(seed, height=480, width=640):
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(syn, "render", boom)
+    monkeypatch.setattr(syn.splits, "render", boom)
     with pytest.raises(RuntimeError):
         syn.load_split("test", 2, 16, 16, cache_dir=tmp_path, progress=False, workers=1)
     assert list(tmp_path.rglob("*")) == []
