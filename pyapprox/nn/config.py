@@ -16,8 +16,9 @@ Arithmetic, stated once (tests check each point):
   output whose running sum left the range at any step counts as one overflow of its layer.
 * Requantization of a conv output to the 8-bit codes of its output tensor (scale s_y): integer multiplier
   M[o] of ``requant_bits`` bits and shift S[o] with M / 2^S ~= s_x s_w[o] / s_y, q = (acc * M + 2^(S-1)) >> S
-  (round half up), then the activation in the integer domain: ReLU6 clamps to [0, min(Q, round(6/s_y))];
-  LeakyReLU(0.2) uses a second multiplier M_neg = round(0.2 M) for negative accumulators; finally clamp to
+  (round half up), then the fused activation in the integer domain: ReLU clamps to [0, Q], ReLU6 to
+  [0, min(Q, round(6/s_y))]; LeakyReLU(slope) uses a second multiplier M_neg = round(slope M) for negative
+  accumulators (densedepth_mbv2: slope 0.2); other activations stay float after the layer; finally clamp to
   the code range. The network's last conv is not requantized: its accumulator times s_x s_w[o] is the output.
 * Between convolutions: a conv output that feeds the next conv directly keeps its integer codes (the two
   layers share the tensor scale). Residual adds, bilinear upsampling and concatenation are computed in
