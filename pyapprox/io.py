@@ -55,6 +55,21 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, array, allow_pickle=False)
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """Decode a JSON file handed to us, with one-line errors naming ``what`` (``plan file``, ...) and the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise PyapproxError(f"{what} {path}: is a directory")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PyapproxError(f"{what} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PyapproxError(f"{what} {path}: cannot be read ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise PyapproxError(f"{what} {path}: invalid JSON ({str(exc)[:120]})") from None
+
+
 def load_npy(path: str | os.PathLike, mmap_mode=None) -> np.ndarray:
     """Load a .npy file without ever unpickling objects."""
     return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
@@ -82,16 +97,7 @@ def check_output_path(path: str | os.PathLike, what: str, suffixes: tuple[str, .
         raise PyapproxError(f"{what} {text}: exists and is not a regular file")
     if p.exists() and not os.access(p, os.W_OK):
         raise PyapproxError(f"{what} {text}: file is not writable")
-    parent = p.parent if str(p.parent) else Path(".")
-    ancestor = parent
-    while not ancestor.exists():
-        if ancestor == ancestor.parent:
-            break
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise PyapproxError(f"{what} {text}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PyapproxError(f"{what} {text}: directory {ancestor} is not writable")
+    _check_creatable(p.parent if str(p.parent) else Path("."), what, text)
     return p
 
 
@@ -103,13 +109,16 @@ def check_output_dir(path: str | os.PathLike, what: str) -> Path:
     p = Path(text)
     if p.exists() and not p.is_dir():
         raise PyapproxError(f"{what} {text}: exists and is not a directory")
-    ancestor = p
-    while not ancestor.exists():
-        if ancestor == ancestor.parent:
-            break
+    _check_creatable(p, what, text)
+    return p
+
+
+def _check_creatable(folder: Path, what: str, text: str) -> None:
+    """``folder`` exists as a writable directory, or its nearest existing ancestor is one."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise PyapproxError(f"{what} {text}: {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PyapproxError(f"{what} {text}: directory {ancestor} is not writable")
-    return p

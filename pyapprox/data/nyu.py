@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from pyapprox.errors import PyapproxError
+from pyapprox.cache import cache_root
 from pyapprox.data.crop import EIGEN_CROP
 from pyapprox.io import atomic_path, load_npy
 
@@ -55,12 +56,8 @@ _EXPECTED = (
 
 
 def default_cache_dir() -> Path:
-    """``$PYAPPROX_CACHE``, else ``$XDG_CACHE_HOME/pyapprox``, else ``~/.cache/pyapprox``."""
-    env = os.environ.get("PYAPPROX_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "pyapprox"
+    """The pyapprox cache root (:func:`pyapprox.cache.cache_root`)."""
+    return cache_root()
 
 
 def _index(i: Any, n: int, where: str) -> int:
@@ -140,7 +137,7 @@ class NyuEigenTest:
         path = Path(path)
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
+        except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError, RuntimeError) as e:
             raise PyapproxError(f"{path}: cannot open as a zip archive ({e}); {_EXPECTED}") from None
         with zf:
             infos = {m: _find_member(zf, m, path) for m in (RGB_MEMBER, DEPTH_MEMBER, CROP_MEMBER)}
@@ -205,7 +202,7 @@ def _extract_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, where: 
             with atomic_path(dest) as tmp:
                 with zf.open(info) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError) as e:
             raise PyapproxError(f"{where}: corrupt zip member ({e}); re-download the archive") from None
         except OSError as e:
             raise PyapproxError(f"{where}: cannot extract to cache {dest} ({e})") from None
@@ -221,7 +218,7 @@ def _read_small_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> n
         raise PyapproxError(f"{where}: unexpectedly large ({info.file_size} bytes) for a 4-value crop")
     try:
         data = zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError, OSError) as e:
         raise PyapproxError(f"{where}: corrupt zip member ({e}); re-download the archive") from None
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-import io
 import os
 import socket
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit

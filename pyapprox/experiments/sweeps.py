@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,7 +278,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     if not budget:
         raise PyapproxError("an empty budget; e.g. --budget 'a1>=0.98*exact'")
     check_cost_metric(cost_metric)
-    layers = selected_layers(selector)
+    selected_layers(selector)  # an unknown selector fails here, before any evaluation
     all_layers = network_layers()
     exact = exact_name(ctx)
     costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *multipliers}}

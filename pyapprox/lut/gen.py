@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

@@ -6,8 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-
 from pyapprox.errors import PyapproxError
 from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2, load_weights
 

@@ -27,11 +27,11 @@ Arithmetic, stated once (tests check each point):
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pyapprox.errors import PyapproxError
+from pyapprox.io import read_json
 
 OPERAND_FORMATS = ("sign-magnitude", "int8")
 CALIBRATION_METHODS = ("max", "percentile", "mse")
@@ -120,16 +120,7 @@ class AccelConfig:
     @classmethod
     def load(cls, path: str | Path) -> "AccelConfig":
         path = Path(path)
-        if path.is_dir():
-            raise PyapproxError(f"accelerator config {path}: is a directory")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PyapproxError(f"accelerator config {path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PyapproxError(f"accelerator config {path}: cannot be read ({exc})") from None
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise PyapproxError(f"accelerator config {path}: invalid JSON ({exc})") from None
+        data = read_json(path, "accelerator config")
         if not isinstance(data, dict):
             raise PyapproxError(f"accelerator config {path}: expected a JSON object")
         return cls.from_dict(data, str(path))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 from pathlib import Path
 
 import torch.nn as nn
@@ -132,18 +131,7 @@ def _no_unknown_keys(obj: dict, valid: tuple, where: str) -> None:
 
 
 def load_plan(path: str | Path) -> list[tuple[str, str]]:
-    path = Path(path)
-    if path.is_dir():
-        raise PyapproxError(f"plan file {path}: is a directory")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PyapproxError(f"plan file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PyapproxError(f"plan file {path}: cannot be read ({exc})") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise PyapproxError(f"plan file {path}: invalid JSON ({exc})") from None
-    return parse_rules(obj, str(path))
+    return parse_rules(pio.read_json(path, "plan file"), str(path))
 
 
 def parse_flag(text: str) -> tuple[str, str]:

@@ -9,13 +9,13 @@ the first n images of a split.  :data:`RENDERER_VERSION` is part of every cache 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from pyapprox.cache import cache_root
 from pyapprox.data.synthetic.raycast import render_scene
 from pyapprox.data.synthetic.scenes import random_scene
 from pyapprox.data.synthetic.textures import IMAGE_TEXTURES, _image_pyramid
@@ -43,12 +43,7 @@ def render(seed: int, height: int = 480, width: int = 640) -> tuple[np.ndarray, 
 def _cache_root(cache_dir) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    # same default as pyapprox.data.nyu.default_cache_dir
-    env = os.environ.get("PYAPPROX_CACHE")
-    if env:
-        return Path(env) / "synthetic"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "pyapprox" / "synthetic"
+    return cache_root() / "synthetic"
 
 
 def cache_path(split: str, n: int, height: int = 480, width: int = 640, cache_dir=None) -> tuple[Path, Path]:
