@@ -7,6 +7,7 @@
 // otherwise the K-bit segment starting at the leading one is taken
 // (x >> (t-K+1)) and its LSB forced to 1 (unbiasing), shift = t-K+1.
 // P = (seg_a * seg_b) << (shift_a + shift_b).  K = 2..8 (K = 8 is exact).
+// Needs lod8.v.
 
 module mult_drum #(
     parameter K = 4
@@ -15,32 +16,26 @@ module mult_drum #(
     input  [7:0]  b,
     output [15:0] p
 );
-    function [2:0] lod;
-        input [7:0] x;
-        integer i;
-        begin
-            lod = 3'd0;
-            for (i = 0; i < 8; i = i + 1)
-                if (x[i]) lod = i[2:0];
-        end
-    endfunction
-
     localparam integer KM1I = K - 1;
     localparam [3:0]   KM1  = KM1I[3:0];
 
-    // shift amount: t-K+1 when t >= K, else 0
+    // shift amount from the leading-one position t: t-K+1 when t >= K, else 0
     function [2:0] shamt;
-        input [7:0] x;
+        input [2:0] t3;
         reg [3:0] t, d;
         begin
-            t = {1'b0, lod(x)};
+            t = {1'b0, t3};
             d = t - KM1;
             shamt = (t > KM1) ? d[2:0] : 3'd0;
         end
     endfunction
 
-    wire [2:0] sa = shamt(a);
-    wire [2:0] sb = shamt(b);
+    wire [2:0] la, lb;
+    lod8 u_lod_a (.x(a), .k(la));
+    lod8 u_lod_b (.x(b), .k(lb));
+
+    wire [2:0] sa = shamt(la);
+    wire [2:0] sb = shamt(lb);
 
     wire [7:0] ta = a >> sa;
     wire [7:0] tb = b >> sb;

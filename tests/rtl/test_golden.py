@@ -1,11 +1,10 @@
-"""Golden models and the RTL library registry (no simulators needed)."""
+"""Golden models of the RTL library (no simulators needed); the registry is in test_registry.py."""
 
 import numpy as np
 import pytest
 
-from pyapprox.errors import PyapproxError
-from pyapprox.rtl import RTL_DIR, golden
-from pyapprox.rtl.library import Design, library_names, resolve
+from pyapprox.rtl import golden
+from pyapprox.rtl.library import resolve
 
 CODES = np.arange(256, dtype=np.int64)
 A = CODES[:, None]
@@ -164,70 +163,3 @@ def test_input_range_checked():
         golden.exact(256, 1)
     with pytest.raises(ValueError):
         golden.drum(1, 1, K=9)
-
-
-# ----------------------------------------------------------------------------- registry
-
-
-def test_library_names_resolve_and_files_exist():
-    names = library_names()
-    assert names[:3] == ["exact", "exact_behav", "exact_signed"]
-    assert len(names) == 21 and len(set(names)) == 21
-    for n in names:
-        d = resolve(n)
-        assert isinstance(d, Design)
-        assert d.name == n
-        assert d.files and all(f.is_absolute() and f.is_file() for f in d.files)
-        assert all(RTL_DIR in f.parents for f in d.files)
-        assert d.files[0].stem == d.top
-        assert d.description
-        hash(d)
-        t = d.golden_table()
-        assert t.shape == (256, 256) and t.dtype == np.int64
-
-
-def test_resolve_parameters():
-    d = resolve("trunc4c")
-    assert (d.top, d.params, d.signed, d.sign_magnitude) == ("mult_trunc", {"K": 4, "COMP": 1}, False, False)
-    assert resolve("trunc6").params == {"K": 6, "COMP": 0}
-    assert resolve("bam_h2_v6").params == {"HBL": 2, "VBL": 6}
-    assert resolve("drum4").params == {"K": 4}
-    assert resolve("comp42_10").params == {"K": 10}
-    assert resolve("exact").top == "mult_exact_array"
-    assert resolve("exact_signed").signed
-    assert resolve(" trunc04 ").name == "trunc4"
-    np.testing.assert_array_equal(resolve("trunc4c").golden_table(), table(golden.trunc, K=4, COMP=1))
-
-
-def test_resolve_sign_magnitude():
-    d = resolve("sm(drum4)")
-    assert d.top == "sm_mult" and d.sign_magnitude and not d.signed
-    assert d.ports == ("a_mag", "b_mag", "p_mag")
-    assert d.sign_ports == ("a_sign", "b_sign", "p_sign")
-    assert d.inner == resolve("drum4")
-    assert d.defines == {"SM_INNER": "mult_drum", "SM_INNER_PARAMS": "#(.K(4))"}
-    assert [f.name for f in d.files] == ["sm_mult.v", "mult_drum.v"]
-    np.testing.assert_array_equal(d.golden_table(), table(golden.drum, K=4))
-    assert resolve("sm(exact)").defines == {"SM_INNER": "mult_exact_array"}
-    assert resolve("sm( mbm )").name == "sm(mbm)"
-    assert resolve("exact").sign_ports is None and resolve("exact").inner is None
-
-
-@pytest.mark.parametrize(
-    "bad",
-    ["trunc16", "drum1", "drum9", "bam_h9_v0", "bam_h0_v16", "comp42_16", "sm(sm(exact))",
-     "sm(exact_signed)", "foo", "", "sm()", "exact2", "bam_h2", "Mitchell"],
-)
-def test_resolve_errors(bad):
-    with pytest.raises(PyapproxError) as e:
-        resolve(bad)
-    msg = str(e.value)
-    assert bad.strip() in msg or "sm(" in msg
-    assert "e.g." in msg or "valid" in msg
-
-
-def test_unknown_name_lists_grammar():
-    with pytest.raises(PyapproxError, match=r"trunc\{K\}.*bam_h\{H\}_v\{V\}.*drum\{K\}.*sm\("):
-        resolve("booth")
-    with pytest.raises(PyapproxError, match="0..15"):
-        resolve("trunc99")
