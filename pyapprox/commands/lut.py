@@ -114,7 +114,7 @@ def _list(args) -> int:
         d = library.resolve(name)
         ops = "sign-magnitude" if d.sign_magnitude else ("signed" if d.signed else "unsigned")
         print(f"{name:<14} {ops:<15} {d.description}")
-    print("\nNames are generated from a grammar; other parameter values work too, e.g. trunc5, bam_h3_v7, drum5.")
+    print(f"\nNames follow a grammar, so other parameter values work too: {library.GRAMMAR}")
     return 0
 
 
