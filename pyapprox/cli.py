@@ -19,6 +19,7 @@ COMMANDS = [
     ("hw", "hw", "hardware cost of a Verilog design from Yosys"),
     ("layers", "layers", "list the network's convolutions (kind, shape, MACs, short names)"),
     ("eval", "eval", "score float, exact-quantized and approximate networks on a depth data set"),
+    ("compare", "compare", "any network (ONNX): deviation of exact-quantized and approximate versions per layer"),
     ("sweep", "sweep", "layer sensitivity and multiplier design-space sweeps"),
     ("search", "search", "choose a multiplier per layer within an accuracy budget"),
     ("report", "report", "one self-contained HTML page from a results store"),

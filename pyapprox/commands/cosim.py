@@ -30,6 +30,12 @@ def configure(p) -> None:
                         "(.png/.jpg, or .npy uint8 [H, W, 3])")
     p.add_argument("--height", type=int, default=480, help="synthetic image height (default 480)")
     p.add_argument("--width", type=int, default=640, help="synthetic image width (default 640)")
+    p.add_argument("--model", help="densedepth_mbv2 (default) or a network saved as FILE.onnx (then give --inputs)")
+    p.add_argument("--inputs", help="with --model FILE.onnx: the model's inputs (.npy or a folder of images, see "
+                                    "`pyapprox compare`); the first --calib-images calibrate, --input-index is run")
+    p.add_argument("--input-index", type=int, default=0, help="which of --inputs is co-simulated (default 0)")
+    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit", "none"],
+                   help="for --inputs images (default imagenet)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     p.add_argument("--build-dir", help="simulator build directory (default: in the pyapprox cache)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -109,23 +115,38 @@ def run(args) -> int:
 
     from pyapprox.eval.evaluate import calibration_images
     from pyapprox.models.densedepth_mbv2 import preprocess
-    from pyapprox.models.weights import load_model
     from pyapprox.nn.quant import quantize_model
 
-    model = load_model(args.weights)
+    from pyapprox.data.inputs import load_inputs
+    from pyapprox.models.network import is_default, load_network
+
+    if not is_default(args.model) and not args.inputs:
+        raise PyapproxError(f"--model {args.model}: give its inputs with --inputs (.npy or a folder of images)")
+    model = load_network(args.model, args.weights)
     kinds = model_layers(model)
     for sel in args.layer:
         select(sel, kinds)  # unknown names fail here, listing the valid ones
-    rgb, image_text = load_image(args.image, args.height, args.width, not args.quiet)
+    if is_default(args.model):
+        rgb, image_text = load_image(args.image, args.height, args.width, not args.quiet)
+        image = preprocess(rgb)
+    else:
+        inputs = load_inputs(args.inputs, args.preprocess)
+        if not 0 <= args.input_index < len(inputs):
+            raise PyapproxError(f"--input-index {args.input_index}: {args.inputs} holds {len(inputs)} inputs")
+        image, image_text = inputs[args.input_index], f"{args.inputs} input {args.input_index}"
     say(f"calibrating the quantized network ({cfg.describe()})")
     with torch.no_grad():
-        calib = calibration_images(None, cfg, args.calib_data or "synthetic:val", not args.quiet)
+        if is_default(args.model):
+            calib = calibration_images(None, cfg, args.calib_data or "synthetic:val", not args.quiet)
+        else:
+            calib = inputs[:cfg.calib_images]
         qmodel = quantize_model(model, calib, cfg, args.backend)
     t0 = time.perf_counter()
-    rep = cosim_model(qmodel, preprocess(rgb), args.layer, args.multiplier, rows=args.rows, cols=args.cols,
+    rep = cosim_model(qmodel, image, args.layer, args.multiplier, rows=args.rows, cols=args.cols,
                       tiles=args.tiles or None, simulator=args.sim,
                       build_dir=Path(args.build_dir) if args.build_dir else None, rtl=rtl, progress=say)
-    print(f"image: {image_text}; weights: {args.weights or 'default (synthetic)'}")
+    print(f"image: {image_text}; model: {args.model or 'densedepth_mbv2'}; weights: "
+          f"{args.weights or ('default (synthetic)' if is_default(args.model) else 'in the model file')}")
     print(f"accelerator: {cfg.describe()}")
     print(format_report(rep))
     if args.json:

@@ -30,7 +30,8 @@ def capture_layers(qmodel, names: list[str], image) -> dict:
 
     def q_hook(name):
         def hook(module, inputs):
-            got.setdefault(name, {})["quantized"] = module.quantize_input(inputs[0]).detach().clone()
+            got.setdefault(name, {})["quantized"] = module.quantize_input(
+                module.as_conv_input(inputs[0])).detach().clone()
         return hook
 
     for n in names:

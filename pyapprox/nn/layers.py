@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
 
+from pyapprox.errors import PyapproxError
 from pyapprox.nn.plan import LayerSet, model_layers
 
 
@@ -36,17 +38,9 @@ def layer_table(model: torch.nn.Module, height: int = 480, width: int = 640,
     ``input_shape`` (default [1, 3, height, width]); shapes are traced on the meta device, so nothing is
     computed. A linear layer's MACs count every row it is applied to."""
     shape = tuple(input_shape) if input_shape is not None else (1, 3, height, width)
-    model = model.to("meta") if next(model.parameters()).device.type != "meta" else model
     layers = model_layers(model)
+    shapes = _output_shapes(model, list(layers), shape)
     mods = dict(model.named_modules())
-    shapes = {}
-    handles = [mods[n].register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
-               for n in layers]
-    try:
-        model(torch.empty(*shape, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
     rows = []
     for n in layers:
         m = mods[n]
@@ -66,6 +60,31 @@ def layer_table(model: torch.nn.Module, height: int = 480, width: int = 640,
                     ho * wo * o * (m.in_channels // m.groups) * kh * kw)
         rows.append(LayerInfo(len(rows), n, layers.short(n), layers[n], *info, tuple(layers.aliases[n])))
     return rows
+
+
+def _output_shapes(model: torch.nn.Module, names: list[str], shape: tuple) -> dict[str, tuple]:
+    """Each named layer's output shape for one input: traced on the meta device (nothing computed) when the
+    model allows it, else run once on zeros on the CPU."""
+    def run(m, device):
+        mods = dict(m.named_modules())
+        shapes: dict[str, tuple] = {}
+        handles = [mods[n].register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
+                   for n in names]
+        try:
+            m(torch.zeros(*shape, device=device))
+        finally:
+            for h in handles:
+                h.remove()
+        return shapes
+
+    try:
+        return run(copy.deepcopy(model).to("meta"), "meta")
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        try:
+            return run(copy.deepcopy(model).to("cpu"), "cpu")
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise PyapproxError(f"the model does not run on an input of shape {list(shape)} "
+                                f"({type(exc).__name__}: {str(exc)[:120]}); give the input shape") from None
 
 
 def rows_layer_set(rows: list[LayerInfo]) -> LayerSet:

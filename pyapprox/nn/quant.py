@@ -228,17 +228,21 @@ class QConv2d(nn.Module):
     def output_codes(self, acc: torch.Tensor) -> torch.Tensor:
         return QF.requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
 
+    def as_conv_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's input as the conv sees it: a linear layer's [..., C] rows become one [1, C, M, 1] image."""
+        if not self.linear:
+            return x
+        return x.reshape(-1, x.shape[-1]).t().reshape(1, x.shape[-1], -1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = None
-        if self.linear:  # [..., C] -> a 1x1 conv over one [1, C, M, 1] image of the M rows
-            lead, c = x.shape[:-1], x.shape[-1]
-            x = x.reshape(-1, c).t().reshape(1, c, -1, 1)
+        lead = x.shape[:-1] if self.linear else None
+        x = self.as_conv_input(x)
         codes = self.quantize_input(x)
         acc = self.conv(codes)
         o, cg, kh, kw = self.conv.weight_codes.shape
         self.macs += acc.numel() * cg * kh * kw
-        if self.s_out is None:
-            y = (acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float()
+        if self.s_out is None:  # the network's last layer: its accumulator is the output (activation in float)
+            y = _activate((acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float(), self.act)
         else:
             y = self.output_codes(acc).to(torch.float32) * self.s_out
         if lead is not None:
@@ -264,6 +268,8 @@ def quantize_model(model: nn.Module, calib_images: list[torch.Tensor], cfg: Acce
     qmodel = fused
     convs = [(n, m) for n, m in fused.named_modules() if isinstance(m, FusedConv)]
     missing = [n for n, _ in convs if n not in cal.input_scale]
+    if not convs:
+        raise PyapproxError("the model has no nn.Conv2d or nn.Linear layer to quantize")
     if missing:
         raise PyapproxError(f"calibration never ran layer(s) {', '.join(missing[:3])}")
     last = cal.order[-1]

@@ -1,0 +1,60 @@
+"""``pyapprox compare``: float, exact-quantized and approximate versions of any network on your own inputs;
+the output deviation per layer and at the output (no labels needed)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pyapprox.commands.eval import accel_config, check_plan, plan_rules
+
+
+def configure(p) -> None:
+    p.add_argument("--model", required=True, help="densedepth_mbv2 or a network saved as FILE.onnx")
+    p.add_argument("--inputs", required=True, help="an .npy array [N, ...] of model inputs (or uint8 RGB images "
+                                                   "[N, H, W, 3]), or a folder of images")
+    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit", "none"],
+                   help="for images: ImageNet mean/std (default), [0, 1], or raw 0..255")
+    p.add_argument("--limit", type=int, help="only the first N inputs")
+    p.add_argument("--plan", help="approximation plan file (JSON)")
+    p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
+                   help="approximate the selected layers, e.g. --approx all=mbm --approx linear=exact")
+    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (an ONNX model holds its own weights)")
+    p.add_argument("--config", help="accelerator configuration JSON")
+    p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+    p.add_argument("--calib-images", type=int, help="calibrate on the first N inputs (default 8)")
+    p.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
+
+
+def run(args) -> int:
+    from pyapprox import io as pio
+    from pyapprox.data.inputs import load_inputs
+    from pyapprox.errors import PyapproxError
+    from pyapprox.eval.deviation import compare_variants, format_deviation
+    from pyapprox.models.network import load_network
+    from pyapprox.nn.plan import model_layers
+
+    if args.json:
+        pio.check_output_path(args.json, "--json", (".json",))
+    for key in ("weight_port", "acc_bits", "acc_mode", "calibration"):
+        setattr(args, key, None)
+    cfg = accel_config(args)
+    rules = plan_rules(args)
+    model = load_network(args.model, args.weights)
+    check_plan(model, rules, cfg)
+    inputs = load_inputs(args.inputs, args.preprocess, args.limit)
+    if len(inputs) < 1:
+        raise PyapproxError(f"inputs {args.inputs}: empty")
+    t0 = time.perf_counter()
+    res = compare_variants(model, inputs, cfg, {"approx": rules} if rules else {})
+    names = model_layers(model)
+    print(f"model: {args.model}; inputs: {args.inputs} ({len(inputs)}, shape {tuple(inputs[0].shape)})")
+    print(f"accelerator: {cfg.describe()}")
+    if rules:
+        print("plan: " + ", ".join(f"{s}={m}" for s, m in rules))
+    print(format_deviation(res, short=lambda n: names.short(n) if n in names else n))
+    if args.json:
+        pio.write_json(Path(args.json), {"model": args.model, "inputs": str(args.inputs), "count": len(inputs),
+                                         "accelerator": cfg.to_dict(), "plan": rules, **res,
+                                         "seconds": round(time.perf_counter() - t0, 3)})
+    return 0
