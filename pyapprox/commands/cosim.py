@@ -30,7 +30,6 @@ def configure(p) -> None:
                         "(.png/.jpg, or .npy uint8 [H, W, 3])")
     p.add_argument("--height", type=int, default=480, help="synthetic image height (default 480)")
     p.add_argument("--width", type=int, default=640, help="synthetic image width (default 640)")
-    p.add_argument("--model", help="densedepth_mbv2 (default) or a network saved as FILE.onnx (then give --inputs)")
     p.add_argument("--inputs", help="with --model FILE.onnx: the model's inputs (.npy or a folder of images, see "
                                     "`pyapprox compare`); the first --calib-images calibrate, --input-index is run")
     p.add_argument("--input-index", type=int, default=0, help="which of --inputs is co-simulated (default 0)")

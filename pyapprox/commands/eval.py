@@ -13,6 +13,8 @@ PROTOCOLS = ("per-image", "densedepth")
 
 def add_model_args(p) -> None:
     """Options shared by every command that builds the quantized network."""
+    p.add_argument("--model", help="densedepth_mbv2 (default), or a network saved as FILE.onnx (for eval: a depth "
+                                   "network with densedepth_mbv2's interface, normalised RGB in, DenseDepth depth out)")
     p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed synthetic-trained weights)")
     p.add_argument("--config", help="accelerator configuration JSON (see pyapprox.nn.config.AccelConfig)")
     p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
@@ -106,18 +108,19 @@ def run(args) -> int:
 
     from pyapprox.data import open_dataset
     from pyapprox.eval.evaluate import build_variants, evaluate, format_table
-    from pyapprox.models.weights import load_model
+    from pyapprox.models.network import load_network
 
     cfg = accel_config(args)
     rules = plan_rules(args)
-    model = load_model(args.weights)
+    model = load_network(args.model, args.weights)
     check_plan(model, rules, cfg)
     data = open_dataset(args.data, args.limit, progress=not args.quiet)
     plans = {"approx": rules} if rules else {}
     variants = build_variants(model, data, cfg, plans, args.calib_data, args.backend, not args.no_float,
                               not args.no_exact, progress=not args.quiet)
     res = evaluate(variants, data, progress=not args.quiet, protocol=args.protocol, flip=args.flip)
-    print(f"data: {data.name} ({len(data)} images, Eigen crop); weights: {args.weights or 'default (synthetic)'}")
+    print(f"data: {data.name} ({len(data)} images, Eigen crop); model: {args.model or 'densedepth_mbv2'}; "
+          f"weights: {args.weights or ('default (synthetic)' if not args.model else 'in the model file')}")
     print(f"accelerator: {cfg.describe()}")
     if rules:
         print("plan: " + ", ".join(f"{s}={m}" for s, m in rules))

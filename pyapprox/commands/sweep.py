@@ -12,6 +12,7 @@ from pyapprox.commands.eval import accel_config, check_multiplier
 def add_context_args(p) -> None:
     p.add_argument("--data", default="synthetic", help="data set name or path (see pyapprox eval)")
     p.add_argument("--limit", type=int, default=8, help="images per evaluation (default 8)")
+    p.add_argument("--model", help="densedepth_mbv2 (default) or a depth network with its interface saved as FILE.onnx")
     p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed weights)")
     p.add_argument("--config", help="accelerator configuration JSON")
     p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
@@ -29,7 +30,8 @@ def context(args):
     for k in ("weight_port", "acc_bits", "acc_mode", "calibration", "calib_images"):
         if not hasattr(args, k):
             setattr(args, k, None)
-    return EvalContext.create(args.data, args.limit, args.weights, accel_config(args), args.calib_data)
+    return EvalContext.create(args.data, args.limit, args.weights, accel_config(args), args.calib_data,
+                              model=args.model)
 
 
 def configure(p) -> None:

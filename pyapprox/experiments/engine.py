@@ -30,7 +30,8 @@ from pyapprox.errors import PyapproxError
 from pyapprox.eval.evaluate import Variant, build_variants, evaluate
 from pyapprox.experiments.panels import write_panel
 from pyapprox.lut.library import get_lut
-from pyapprox.models.weights import DEFAULT_WEIGHTS, load_model
+from pyapprox.models.network import is_default, load_network
+from pyapprox.models.weights import DEFAULT_WEIGHTS
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.plan import approximate
 
@@ -146,27 +147,31 @@ class EvalContext:
     config: tuple = ()  # AccelConfig as sorted (key, value) pairs, hashable
     calib_data: str | None = None
     backend: str = "auto"
+    model: str | None = None  #: None: densedepth_mbv2; else a depth network saved as .onnx (same interface)
 
     @classmethod
     def create(cls, data="synthetic", limit=8, weights=None, config: AccelConfig | None = None, calib_data=None,
-               backend="auto") -> "EvalContext":
+               backend="auto", model=None) -> "EvalContext":
         cfg = config or AccelConfig()
         return cls(data, limit, None if weights is None else str(weights), tuple(sorted(cfg.to_dict().items())),
-                   calib_data, backend)
+                   calib_data, backend, None if is_default(model) else str(model))
 
     @property
     def accel(self) -> AccelConfig:
         return AccelConfig.from_dict(dict(self.config))
 
     def identity(self) -> dict:
-        wpath = self.weights or str(DEFAULT_WEIGHTS)
+        wpath = self.model or self.weights or str(DEFAULT_WEIGHTS)
         try:
             with open(wpath, "rb") as f:
                 wsha = hashlib.sha256(f.read()).hexdigest()
         except OSError:
-            raise PyapproxError(f"weights file {wpath}: cannot be read") from None
-        return {"engine": ENGINE_VERSION, "weights": wsha, "data": self.data, "limit": self.limit,
-                "config": dict(self.config), "calib": self.calib_data}
+            raise PyapproxError(f"{'model' if self.model else 'weights'} file {wpath}: cannot be read") from None
+        ident = {"engine": ENGINE_VERSION, "weights": wsha, "data": self.data, "limit": self.limit,
+                 "config": dict(self.config), "calib": self.calib_data}
+        if self.model:
+            ident["model"] = "onnx"
+        return ident
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ class Evaluator:
 
     def __init__(self, ctx: EvalContext):
         self.ctx = ctx
-        self.model = load_model(ctx.weights)
+        self.model = load_network(ctx.model, ctx.weights)
         self.data = open_dataset(ctx.data, ctx.limit, progress=False)
         variants = build_variants(self.model, self.data, ctx.accel, {}, ctx.calib_data, ctx.backend,
                                   include_float=False, include_exact=True, progress=False)

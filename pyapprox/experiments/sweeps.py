@@ -16,6 +16,7 @@ from pyapprox.lut.library import is_lut_file
 from pyapprox.lut.sidecar import recorded_sources
 from pyapprox.lut.table import LUT
 from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+from pyapprox.models.network import is_default, load_network
 from pyapprox.nn.layers import layer_table, rows_layer_set
 from pyapprox.nn.plan import resolve_plan, select
 from pyapprox.rtl import library
@@ -39,15 +40,18 @@ def check_metric(name: str, what: str = "accuracy metric") -> str:
     return name
 
 
-def network_layers(height: int = 480, width: int = 640):
-    """LayerInfo rows of densedepth_mbv2 (names, kinds, MACs at the given size)."""
-    with torch.device("meta"):
-        model = DenseDepthMBV2()
-    return layer_table(model, height, width)
+def network_layers(model: str | None = None, height: int = 480, width: int = 640):
+    """LayerInfo rows of the context's network (default densedepth_mbv2): names, kinds, MACs at the given size."""
+    if is_default(model):
+        with torch.device("meta"):
+            net = DenseDepthMBV2()
+    else:
+        net = load_network(model)
+    return layer_table(net, height, width, input_shape=getattr(net, "input_shape", None))
 
 
-def selected_layers(selector: str) -> list:
-    rows = network_layers()
+def selected_layers(selector: str, model: str | None = None) -> list:
+    rows = network_layers(model)
     names = select(selector, rows_layer_set(rows))
     return [r for r in rows if r.name in set(names)]
 
@@ -102,7 +106,7 @@ def _delta(metrics: dict, base: dict) -> dict:
 # -- sweep layers ---------------------------------------------------------------------------------------
 def sweep_layers(ctx: EvalContext, multiplier: str, selector: str, store, workers=1, scheduler=None,
                  progress=True) -> dict:
-    layers = selected_layers(selector)
+    layers = selected_layers(selector, ctx.model)
     jobs = [Job.of({}, panels=2)] + [Job.of({r.name: multiplier}) for r in layers]
     keys = run_jobs(ctx, jobs, store, workers, scheduler, progress, desc=f"sweep layers {multiplier}")
     base = store.get(keys[0])["metrics"]
@@ -155,7 +159,7 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
         raise PyapproxError("the multiplier list is empty; name at least one (library names or LUT files)")
     check_cost_metric(cost_metric)
     check_metric(accuracy)
-    layers = network_layers()
+    layers = network_layers(ctx.model)
     kinds = rows_layer_set(layers)
     exact = exact_name(ctx)
     plans = {}
@@ -278,8 +282,8 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     if not budget:
         raise PyapproxError("an empty budget; e.g. --budget 'a1>=0.98*exact'")
     check_cost_metric(cost_metric)
-    selected_layers(selector)  # an unknown selector fails here, before any evaluation
-    all_layers = network_layers()
+    selected_layers(selector, ctx.model)  # an unknown selector fails here, before any evaluation
+    all_layers = network_layers(ctx.model)
     exact = exact_name(ctx)
     costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *multipliers}}
     unknown = [m for m, c in costs.items() if c is None]

@@ -66,7 +66,8 @@ def aliases(name: str, layers: dict | None = None) -> list[str]:
 def select(selector: str, layers: dict[str, str]) -> list[str]:
     """Names of the layers (a :class:`LayerSet`, or plain ``{name: kind}``, in forward order) matched by one
     selector: a kind, ``all``, a layer name or alias, a module prefix (``encoder``, ``layer3.0``: every layer
-    under it), or a glob pattern over all names."""
+    under it; ``/`` separates module names in ONNX imports as ``.`` does in PyTorch), or a glob pattern over all
+    names."""
     sel = selector.strip()
     if not sel:
         raise PyapproxError("empty layer selector")
@@ -80,7 +81,7 @@ def select(selector: str, layers: dict[str, str]) -> list[str]:
         if not hits:
             raise PyapproxError(f"layer selector {sel!r} matches no layer; run `pyapprox layers` for the names")
     else:
-        hits = [n for n in layers if sel in names[n]] or [n for n in layers if n.startswith(sel + ".")]
+        hits = [n for n in layers if sel in names[n]] or [n for n in layers if n.startswith((sel + ".", sel + "/"))]
         if not hits:
             valid = ", ".join(min(names[n], key=len) for n in layers)
             raise PyapproxError(f"unknown layer {sel!r}; valid names: {valid}; kinds: {', '.join(KINDS)}; "

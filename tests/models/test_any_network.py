@@ -21,7 +21,7 @@ from pyapprox.models.onnx import load_onnx
 from pyapprox.nn import functional as QF
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.fusion import find_fusion_groups
-from pyapprox.nn.plan import approximate, model_layers
+from pyapprox.nn.plan import approximate, model_layers, select
 from pyapprox.nn.quant import qconv_layers, quantize_model
 
 SHAPE = (1, 3, 64, 64)
@@ -170,3 +170,27 @@ def test_cosim_on_onnx_conv_and_linear_layers(tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep["mismatches"] == 0 and rep["outputs"] > 0
     assert {li["kind"] for li in rep["layers"]} == {"dw", "pw", "linear"}
+
+
+def test_eval_and_layer_groups_on_an_onnx_export_of_the_default_network(tmp_path, capsys):
+    """densedepth_mbv2 exported to ONNX evaluates like the original; its module prefixes select layers."""
+    from pyapprox.models.weights import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(load_model(None), torch.randn(1, 3, 240, 320), str(tmp_path / "dd.onnx"), dynamo=False,
+                          opset_version=17)
+    layers = model_layers(load_onnx(tmp_path / "dd.onnx"))
+    assert len(layers) == 66
+    assert len(select("encoder", layers)) == 52 and len(select("decoder", layers)) == 14
+    common = ["--data", "synthetic@240x320", "--limit", "1", "--calib-images", "1", "--quiet"]
+    outs = {}
+    for name, extra in (("onnx", ["--model", str(tmp_path / "dd.onnx")]), ("torch", [])):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", *extra, *common, "--approx", "encoder=trunc6", "--json", str(out)]) == 0
+        outs[name] = json.loads(out.read_text())["variants"]
+    capsys.readouterr()
+    for variant in ("float", "exact", "approx"):
+        for metric in ("a1", "rel"):
+            assert outs["onnx"][variant]["metrics"][metric] == pytest.approx(outs["torch"][variant]["metrics"][metric],
+                                                                             abs=2e-3), (variant, metric)
