@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pyapprox.commands.eval import accel_config, check_plan, plan_rules
+from pyapprox.commands.eval import accel_config, add_network_args, check_plan, plan_rules
 
 
 def configure(p) -> None:
-    p.add_argument("--model", required=True, help="densedepth_mbv2 or a network saved as FILE.onnx")
     p.add_argument("--inputs", required=True, help="an .npy array [N, ...] of model inputs (or uint8 RGB images "
                                                    "[N, H, W, 3]), or a folder of images")
     p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit", "none"],
@@ -19,9 +18,7 @@ def configure(p) -> None:
     p.add_argument("--plan", help="approximation plan file (JSON)")
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
                    help="approximate the selected layers, e.g. --approx all=mbm --approx linear=exact")
-    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (an ONNX model holds its own weights)")
-    p.add_argument("--config", help="accelerator configuration JSON")
-    p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+    add_network_args(p, "a network saved as FILE.onnx, or densedepth_mbv2 (the default)")
     p.add_argument("--calib-images", type=int, help="calibrate on the first N inputs (default 8)")
     p.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
 

@@ -11,13 +11,20 @@ from pyapprox.errors import PyapproxError
 PROTOCOLS = ("per-image", "densedepth")
 
 
-def add_model_args(p) -> None:
-    """Options shared by every command that builds the quantized network."""
-    p.add_argument("--model", help="densedepth_mbv2 (default), or a network saved as FILE.onnx (for eval: a depth "
-                                   "network with densedepth_mbv2's interface, normalised RGB in, DenseDepth depth out)")
-    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed synthetic-trained weights)")
+def add_network_args(p, model_help: str | None = None) -> None:
+    """The network and accelerator options every command that quantizes a network takes."""
+    p.add_argument("--model", help=model_help or "densedepth_mbv2 (default), or a network saved as FILE.onnx (for "
+                                                 "eval, sweep and search: a depth network with densedepth_mbv2's "
+                                                 "interface, normalised RGB in, DenseDepth depth out)")
+    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed synthetic-trained weights; "
+                                     "an ONNX model holds its own)")
     p.add_argument("--config", help="accelerator configuration JSON (see pyapprox.nn.config.AccelConfig)")
     p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+
+
+def add_model_args(p) -> None:
+    """Options shared by every command that builds and runs the quantized network itself (eval, cosim)."""
+    add_network_args(p)
     p.add_argument("--weight-port", choices=["a", "b"])
     p.add_argument("--acc-bits", type=int)
     p.add_argument("--acc-mode", choices=["wrap", "saturate"])

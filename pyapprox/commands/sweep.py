@@ -6,17 +6,14 @@ import re
 from pathlib import Path
 
 from pyapprox import io as pio
-from pyapprox.commands.eval import accel_config, check_multiplier
+from pyapprox.commands.eval import accel_config, add_network_args, check_multiplier
 
 
 def add_context_args(p) -> None:
     p.add_argument("--data", default="synthetic", help="data set name or path (see pyapprox eval)")
     p.add_argument("--limit", type=int, default=8, help="images per evaluation (default 8)")
-    p.add_argument("--model", help="densedepth_mbv2 (default) or a depth network with its interface saved as FILE.onnx")
-    p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed weights)")
-    p.add_argument("--config", help="accelerator configuration JSON")
-    p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
-    p.add_argument("--calib-data")
+    add_network_args(p)
+    p.add_argument("--calib-data", help="data set for calibration (default: synthetic:val for synthetic data)")
     p.add_argument("--store", default="results/results.sqlite", help="results store (SQLite; resumable)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     p.add_argument("--scheduler", help="Dask distributed scheduler address (tcp://host:8786) instead of local processes")

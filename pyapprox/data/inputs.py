@@ -19,13 +19,14 @@ from PIL import Image
 
 from pyapprox.errors import PyapproxError
 from pyapprox.io import load_npy
+from pyapprox.models.densedepth_mbv2 import IMAGENET_MEAN, IMAGENET_STD
 
 PREPROCESS = ("imagenet", "unit", "none")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_INPUTS = 10_000
 MAX_VALUES = 1 << 28  # values in all inputs together (1 GiB of float32)
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_MEAN = np.array(IMAGENET_MEAN, np.float32)
+_STD = np.array(IMAGENET_STD, np.float32)
 
 
 def _images_to_tensors(rgb: np.ndarray, preprocess: str) -> list[torch.Tensor]:
