@@ -76,8 +76,9 @@ class LUT:
         if bad.size:
             i, j = (int(x) for x in bad[0])
             v = code_values(self.operands)
+            where = f"file {self.meta['source']}" if self.meta.get("source") else self.name
             raise PyapproxError(
-                f"LUT {self.meta.get('source') or self.name}: product {int(self.table[i, j])} at A={v[i]}, B={v[j]} does not "
+                f"LUT {where}: product {int(self.table[i, j])} at A={v[i]}, B={v[j]} does not "
                 f"fit a {self.out_width}-bit {self.operands} output ({lo}..{hi}); {bad.shape[0]} value(s) out of range"
                 + ("; a negative product needs a signed table (--signed)" if self.table[i, j] < 0 else ""))
 
