@@ -38,11 +38,16 @@ class _Sums:
         return {"rel_rms": rel, "max_abs": self.max_abs, "values": self.values}
 
 
-def _record(model: torch.nn.Module, kind) -> tuple[dict, list]:
+def _run_recording(model: torch.nn.Module, kind, inputs: list) -> tuple[list, dict]:
+    """``model``'s outputs on ``inputs`` and, per module of type ``kind``, its outputs (forward hooks)."""
     outs: dict[str, list] = {}
     handles = [m.register_forward_hook(lambda mod, i, o, n=n: outs.setdefault(n, []).append(o.detach()))
                for n, m in model.named_modules() if isinstance(m, kind)]
-    return outs, handles
+    try:
+        return [model(x) for x in inputs], outs
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @torch.no_grad()
@@ -64,20 +69,10 @@ def compare_variants(model: torch.nn.Module, inputs: list[torch.Tensor], cfg: Ac
         variants[name] = copy.deepcopy(qmodel)
         approximate(variants[name], rules)
     names = [n for n, _ in qconv_layers(qmodel)]
-    ref_outs, handles = _record(fused, FusedConv)
-    try:
-        ref = [fused(x) for x in inputs]
-    finally:
-        for h in handles:
-            h.remove()
+    ref, ref_outs = _run_recording(fused, FusedConv, inputs)
     result = {"layers": names, "variants": {}}
     for vname, vmodel in variants.items():
-        outs, handles = _record(vmodel, QConv2d)
-        try:
-            got = [vmodel(x) for x in inputs]
-        finally:
-            for h in handles:
-                h.remove()
+        got, outs = _run_recording(vmodel, QConv2d, inputs)
         per_layer = {}
         for n in names:
             s = _Sums()

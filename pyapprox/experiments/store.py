@@ -84,19 +84,13 @@ def schema_problem(value, schema, where: str = "") -> str | None:
         if value in schema.values:
             return None
         return f"{name} is {value!r}, expected one of {', '.join(map(str, schema.values))}"
-    if isinstance(schema, list):
-        if not isinstance(value, list):
-            return wrong("a list")
-        for i, item in enumerate(value):
-            problem = schema_problem(item, schema[0], f"{where}[{i}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(schema, MapOf):
-        if not isinstance(value, dict):
-            return wrong("an object")
-        for k, item in value.items():
-            problem = schema_problem(item, schema.value, f"{where}.{k}" if where else k)
+    if isinstance(schema, (list, MapOf)):  # a list of, or an object whose every value is, one schema
+        is_list = isinstance(schema, list)
+        if not isinstance(value, list if is_list else dict):
+            return wrong("a list" if is_list else "an object")
+        inner = schema[0] if is_list else schema.value
+        for k, item in (enumerate(value) if is_list else value.items()):
+            problem = schema_problem(item, inner, f"{where}[{k}]" if is_list else (f"{where}.{k}" if where else k))
             if problem:
                 return problem
         return None
