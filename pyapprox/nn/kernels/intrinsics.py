@@ -52,6 +52,14 @@ if numba is not None:
 
         return sig, codegen
 
+    @njit(inline="always", **JIT)
+    def take_item(counter, it_blk, it_img):
+        """The next work item of the atomic ``counter``: (item, its block, its image); item -1 when none is left."""
+        item = fetch_add(counter, 0, 1)
+        if item >= it_blk.shape[0]:
+            return -1, 0, 0
+        return item, it_blk[item], it_img[item]
+
     @intrinsic
     def vmac(typingctx, acc, aoff, P, tstride, X, starts, q, nvec):
         """``acc[aoff + j] += sum_i P[i * tstride + X[starts[i] + q] * ob + j]`` for j < ob = 16 nvec.

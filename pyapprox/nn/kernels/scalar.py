@@ -8,75 +8,99 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyapprox.nn.kernels.intrinsics import JIT, fetch_add, njit, prange
+from pyapprox.nn.kernels.intrinsics import JIT, njit, prange, take_item
 from pyapprox.nn.kernels.planes import tap_offsets
 
 MODE_B2, MODE_B1, MODE_CHECKED, MODE_PACKED = 0, 1, 2, 3  # loop kind of a block of output channels
 PACK_ITEM_POSITIONS = 16384  # positions per packed work item (amortises building the rows)
 
 
+@njit(inline="always", **JIT)
+def _start(q0, wph, wo):
+    """(ow, d0) of grid position q0: its column and the flat output offset oh * wo + ow."""
+    oh = q0 // wph
+    ow = q0 - oh * wph
+    return ow, oh * wo + ow
+
+
+@njit(inline="always", **JIT)
+def _cols(left, ow, wo):
+    """How many of the next ``left`` grid positions, from column ow of a grid row on, are outputs (ow < wo)."""
+    return max(0, min(left, wo - ow))
+
+
 @njit(**JIT)
 def _store(acc, n, out, base, q0, wph, wo):
     """acc[:n] (grid positions q0..q0+n) -> flat out[base + oh * wo + ow], dropping the columns ow >= wo."""
-    oh = q0 // wph
-    ow = q0 - oh * wph
+    ow, d0 = _start(q0, wph, wo)
     q = 0
-    while q < n:
-        if ow < wo:
-            m = min(n - q, wo - ow)
-            d = out[base + oh * wo + ow:base + oh * wo + ow + m]
-            a = acc[q:q + m]
-            for j in range(m):
-                d[j] = a[j]
-            q += m
-            ow += m
-        q += wph - ow
-        ow = 0
-        oh += 1
+    while q < n:  # one grid row a pass: q, d0 and ow move on to the next row's start
+        m = _cols(n - q, ow, wo)
+        d = out[base + d0:base + d0 + m]
+        a = acc[q:q + m]
+        for j in range(m):
+            d[j] = a[j]
+        q, d0, ow = q + wph - ow, d0 + wo - ow, 0
 
 
 @njit(**JIT)
 def _store_packed(acc, n, out, base_a, base_b, q0, wph, wo):
     """Unpack acc = a + 2^32 b (|a|, |b| < 2^31) into the channels at base_a and base_b, like :func:`_store`."""
-    oh = q0 // wph
-    ow = q0 - oh * wph
+    ow, d0 = _start(q0, wph, wo)
     q = 0
     while q < n:
-        if ow < wo:
-            m = min(n - q, wo - ow)
-            da = out[base_a + oh * wo + ow:base_a + oh * wo + ow + m]
-            db = out[base_b + oh * wo + ow:base_b + oh * wo + ow + m]
-            a = acc[q:q + m]
-            for j in range(m):
-                v = a[j]
-                lo = np.int64(np.int32(v & 0xFFFFFFFF))
-                da[j] = lo
-                db[j] = (v - lo) >> 32
-            q += m
-            ow += m
-        q += wph - ow
-        ow = 0
-        oh += 1
+        m = _cols(n - q, ow, wo)
+        a = acc[q:q + m]
+        da = out[base_a + d0:base_a + d0 + m]
+        db = out[base_b + d0:base_b + d0 + m]
+        for j in range(m):
+            v = a[j]
+            lo = np.int64(np.int32(v & 0xFFFFFFFF))
+            da[j] = lo
+            db[j] = (v - lo) >> 32
+        q, d0, ow = q + wph - ow, d0 + wo - ow, 0
 
 
 @njit(**JIT)
 def _count_valid(flg, n, q0, wph, wo):
     """Number of set flags at grid positions that are outputs (columns ow < wo)."""
-    oh = q0 // wph
-    ow = q0 - oh * wph
+    ow = _start(q0, wph, wo)[0]
     q = 0
     c = 0
     while q < n:
-        if ow < wo:
-            m = min(n - q, wo - ow)
-            for j in range(m):
-                c += flg[q + j]
-            q += m
-            ow += m
-        q += wph - ow
-        ow = 0
-        oh += 1
+        for j in range(_cols(n - q, ow, wo)):
+            c += flg[q + j]
+        q, ow = q + wph - ow, 0
     return c
+
+
+@njit(inline="always", **JIT)
+def _rows3(T, S, wr, t, c):
+    """Table rows (length S) of taps t, t+1, t+2 of the block's channel c (row starts wr[:, c])."""
+    r0 = wr[t, c]
+    r1 = wr[t + 1, c]
+    r2 = wr[t + 2, c]
+    return T[r0:r0 + S], T[r1:r1 + S], T[r2:r2 + S]
+
+
+@njit(inline="always", **JIT)
+def _ops(xi, ts, t, q0, n):
+    """Operand codes of tap t for the grid positions q0..q0+n (one contiguous slice of the planes)."""
+    s = ts[t] + q0
+    return xi[s:s + n]
+
+
+@njit(inline="always", **JIT)
+def _ops3(xi, ts, t, q0, n):
+    """:func:`_ops` of taps t, t+1, t+2."""
+    return _ops(xi, ts, t, q0, n), _ops(xi, ts, t + 1, q0, n), _ops(xi, ts, t + 2, q0, n)
+
+
+@njit(inline="always", **JIT)
+def _add_tap(T0, X0, n, a):
+    """a[:n] += T0[X0[:n]]: one tap's products (or packed pairs)."""
+    for q in range(n):
+        a[q] += T0[X0[q]]
 
 
 @njit(**JIT)
@@ -85,24 +109,9 @@ def _tile_b2(T, S, xi, wr, ts, q0, n, a0, a1):
     K = ts.shape[0]
     K3 = K - K % 3
     for t in range(0, K3, 3):
-        r = wr[t, 0]
-        T00 = T[r:r + S]
-        r = wr[t, 1]
-        T01 = T[r:r + S]
-        r = wr[t + 1, 0]
-        T10 = T[r:r + S]
-        r = wr[t + 1, 1]
-        T11 = T[r:r + S]
-        r = wr[t + 2, 0]
-        T20 = T[r:r + S]
-        r = wr[t + 2, 1]
-        T21 = T[r:r + S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
-        s = ts[t + 1] + q0
-        X1 = xi[s:s + n]
-        s = ts[t + 2] + q0
-        X2 = xi[s:s + n]
+        T00, T10, T20 = _rows3(T, S, wr, t, 0)
+        T01, T11, T21 = _rows3(T, S, wr, t, 1)
+        X0, X1, X2 = _ops3(xi, ts, t, q0, n)
         for q in range(n):
             x0 = X0[q]
             x1 = X1[q]
@@ -110,12 +119,9 @@ def _tile_b2(T, S, xi, wr, ts, q0, n, a0, a1):
             a0[q] += T00[x0] + T10[x1] + T20[x2]
             a1[q] += T01[x0] + T11[x1] + T21[x2]
     for t in range(K3, K):
-        r = wr[t, 0]
-        T00 = T[r:r + S]
-        r = wr[t, 1]
-        T01 = T[r:r + S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
+        T00 = T[wr[t, 0]:wr[t, 0] + S]
+        T01 = T[wr[t, 1]:wr[t, 1] + S]
+        X0 = _ops(xi, ts, t, q0, n)
         for q in range(n):
             x0 = X0[q]
             a0[q] += T00[x0]
@@ -128,27 +134,12 @@ def _tile_b1(T, S, xi, wr, ts, q0, n, a0):
     K = ts.shape[0]
     K3 = K - K % 3
     for t in range(0, K3, 3):
-        r = wr[t, 0]
-        T0 = T[r:r + S]
-        r = wr[t + 1, 0]
-        T1 = T[r:r + S]
-        r = wr[t + 2, 0]
-        T2 = T[r:r + S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
-        s = ts[t + 1] + q0
-        X1 = xi[s:s + n]
-        s = ts[t + 2] + q0
-        X2 = xi[s:s + n]
+        T0, T1, T2 = _rows3(T, S, wr, t, 0)
+        X0, X1, X2 = _ops3(xi, ts, t, q0, n)
         for q in range(n):
             a0[q] += T0[X0[q]] + T1[X1[q]] + T2[X2[q]]
     for t in range(K3, K):
-        r = wr[t, 0]
-        T0 = T[r:r + S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
-        for q in range(n):
-            a0[q] += T0[X0[q]]
+        _add_tap(T[wr[t, 0]:wr[t, 0] + S], _ops(xi, ts, t, q0, n), n, a0)
 
 
 @njit(**JIT)
@@ -158,51 +149,27 @@ def _tile_dw9(T, S, xi, wr, ts, q0, n, a0, pattern):
     pattern 1: taps of a kernel row are 3 consecutive positions (stride 1): 3 activation streams;
     pattern 2: taps 0/2, 3/5, 6/8 are 1 position apart (stride 2 phases): 6 streams; else 9 streams.
     """
-    r = wr[0, 0]
-    T0 = T[r:r + S]
-    r = wr[1, 0]
-    T1 = T[r:r + S]
-    r = wr[2, 0]
-    T2 = T[r:r + S]
-    r = wr[3, 0]
-    T3 = T[r:r + S]
-    r = wr[4, 0]
-    T4 = T[r:r + S]
-    r = wr[5, 0]
-    T5 = T[r:r + S]
-    r = wr[6, 0]
-    T6 = T[r:r + S]
-    r = wr[7, 0]
-    T7 = T[r:r + S]
-    r = wr[8, 0]
-    T8 = T[r:r + S]
+    T0, T1, T2 = _rows3(T, S, wr, 0, 0)
+    T3, T4, T5 = _rows3(T, S, wr, 3, 0)
+    T6, T7, T8 = _rows3(T, S, wr, 6, 0)
     if pattern == 1:
-        A = xi[ts[0] + q0:ts[0] + q0 + n + 2]
-        B = xi[ts[3] + q0:ts[3] + q0 + n + 2]
-        C = xi[ts[6] + q0:ts[6] + q0 + n + 2]
+        A = _ops(xi, ts, 0, q0, n + 2)
+        B = _ops(xi, ts, 3, q0, n + 2)
+        C = _ops(xi, ts, 6, q0, n + 2)
         for q in range(n):
             a0[q] += ((T0[A[q]] + T1[A[q + 1]] + T2[A[q + 2]]) + (T3[B[q]] + T4[B[q + 1]] + T5[B[q + 2]])
                       + (T6[C[q]] + T7[C[q + 1]] + T8[C[q + 2]]))
     elif pattern == 2:
-        A = xi[ts[0] + q0:ts[0] + q0 + n + 1]
-        B = xi[ts[1] + q0:ts[1] + q0 + n]
-        C = xi[ts[3] + q0:ts[3] + q0 + n + 1]
-        D = xi[ts[4] + q0:ts[4] + q0 + n]
-        E = xi[ts[6] + q0:ts[6] + q0 + n + 1]
-        F = xi[ts[7] + q0:ts[7] + q0 + n]
+        A, B = _ops(xi, ts, 0, q0, n + 1), _ops(xi, ts, 1, q0, n)
+        C, D = _ops(xi, ts, 3, q0, n + 1), _ops(xi, ts, 4, q0, n)
+        E, F = _ops(xi, ts, 6, q0, n + 1), _ops(xi, ts, 7, q0, n)
         for q in range(n):
             a0[q] += ((T0[A[q]] + T1[B[q]] + T2[A[q + 1]]) + (T3[C[q]] + T4[D[q]] + T5[C[q + 1]])
                       + (T6[E[q]] + T7[F[q]] + T8[E[q + 1]]))
     else:
-        X0 = xi[ts[0] + q0:ts[0] + q0 + n]
-        X1 = xi[ts[1] + q0:ts[1] + q0 + n]
-        X2 = xi[ts[2] + q0:ts[2] + q0 + n]
-        X3 = xi[ts[3] + q0:ts[3] + q0 + n]
-        X4 = xi[ts[4] + q0:ts[4] + q0 + n]
-        X5 = xi[ts[5] + q0:ts[5] + q0 + n]
-        X6 = xi[ts[6] + q0:ts[6] + q0 + n]
-        X7 = xi[ts[7] + q0:ts[7] + q0 + n]
-        X8 = xi[ts[8] + q0:ts[8] + q0 + n]
+        X0, X1, X2 = _ops3(xi, ts, 0, q0, n)
+        X3, X4, X5 = _ops3(xi, ts, 3, q0, n)
+        X6, X7, X8 = _ops3(xi, ts, 6, q0, n)
         for q in range(n):
             a0[q] += ((T0[X0[q]] + T1[X1[q]] + T2[X2[q]]) + (T3[X3[q]] + T4[X4[q]] + T5[X5[q]])
                       + (T6[X6[q]] + T7[X7[q]] + T8[X8[q]]))
@@ -229,20 +196,11 @@ def _tile_packed(P, S, xi, ts, q0, n, a):
         P0 = P[t * S:(t + 1) * S]
         P1 = P[(t + 1) * S:(t + 2) * S]
         P2 = P[(t + 2) * S:(t + 3) * S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
-        s = ts[t + 1] + q0
-        X1 = xi[s:s + n]
-        s = ts[t + 2] + q0
-        X2 = xi[s:s + n]
+        X0, X1, X2 = _ops3(xi, ts, t, q0, n)
         for q in range(n):
             a[q] += P0[X0[q]] + P1[X1[q]] + P2[X2[q]]
     for t in range(K3, K):
-        P0 = P[t * S:(t + 1) * S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
-        for q in range(n):
-            a[q] += P0[X0[q]]
+        _add_tap(P[t * S:(t + 1) * S], _ops(xi, ts, t, q0, n), n, a)
 
 
 @njit(**JIT)
@@ -250,10 +208,8 @@ def _tile_checked(T, S, xi, wr, ts, q0, n, a, f, lo, hi, saturate):
     """Sequential (im2col order) accumulation of one channel with range checks, int64 running sums."""
     K = ts.shape[0]
     for t in range(K):
-        r = wr[t]
-        T0 = T[r:r + S]
-        s = ts[t] + q0
-        X0 = xi[s:s + n]
+        T0 = T[wr[t]:wr[t] + S]
+        X0 = _ops(xi, ts, t, q0, n)
         if saturate:
             for q in range(n):
                 v = a[q] + T0[X0[q]]
@@ -276,7 +232,6 @@ def _tile_checked(T, S, xi, wr, ts, q0, n, a, f, lo, hi, saturate):
 def _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
             lo, hi, saturate, xlo, xhi, packed_len, dw9, nout, out, counts, counter):
     """Take work items from ``counter`` until none is left (see :func:`_run_par` for the arguments)."""
-    nitems = it_blk.shape[0]
     plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
     half = hi + 1
     mask = 2 * half - 1
@@ -286,11 +241,9 @@ def _worker(T, S, X, wrow, tsh, blk_o, blk_g, blk_mode, bias, it_blk, it_img, it
     P = np.empty(packed_len, np.int64)
     pblk = -1
     while True:
-        item = fetch_add(counter, 0, 1)
-        if item >= nitems:
+        item, b, img = take_item(counter, it_blk, it_img)
+        if item < 0:
             break
-        b = it_blk[item]
-        img = it_img[item]
         o = blk_o[b]
         mode = blk_mode[b]
         ob0 = (img * nout + o) * plane

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyapprox.nn.kernels.intrinsics import JIT, fetch_add, njit, prange, transpose16, vmac
+from pyapprox.nn.kernels.intrinsics import JIT, njit, prange, take_item, transpose16, vmac
 from pyapprox.nn.kernels.planes import tap_offsets
 
 PV_CODES = 512  # rows per tap of a product-vector chunk (>= table size)
@@ -76,18 +76,15 @@ _apply16, _apply32 = _make_apply(16), _make_apply(32)
 def _worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img, it_q0, it_q1,
             ob, rmax, wph, wo, nout, out, counter):
     """Take product-vector work items from ``counter`` until none is left (see :func:`_run_par`)."""
-    nitems = it_blk.shape[0]
     nchunk = chunk_start.shape[0] - 1
     plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
     acc = np.empty(rmax * ob + 64, np.int32)
     P = np.zeros((9 * PV_CODES + 32) * ob, np.int32)
     mk9 = np.empty(9, np.uint64)
     while True:
-        item = fetch_add(counter, 0, 1)
-        if item >= nitems:
+        item, b, img = take_item(counter, it_blk, it_img)
+        if item < 0:
             break
-        b = it_blk[item]
-        img = it_img[item]
         q0 = it_q0[item]
         n = it_q1[item] - q0
         xi = X[img]
