@@ -6,14 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pyapprox.commands.eval import accel_config, add_network_args, check_plan, plan_rules
+from pyapprox.commands.eval import accel_config, add_inputs_args, add_network_args, check_plan, plan_rules
 
 
 def configure(p) -> None:
-    p.add_argument("--inputs", required=True, help="an .npy array [N, ...] of model inputs (or uint8 RGB images "
-                                                   "[N, H, W, 3]), or a folder of images")
-    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit", "none"],
-                   help="for images: ImageNet mean/std (default), [0, 1], or raw 0..255")
+    add_inputs_args(p, "the inputs to compare on", required=True)
     p.add_argument("--limit", type=int, help="only the first N inputs")
     p.add_argument("--plan", help="approximation plan file (JSON)")
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def configure(p) -> None:
-    from pyapprox.commands.eval import add_model_args
+    from pyapprox.commands.eval import add_inputs_args, add_model_args
 
     p.add_argument("--layer", action="append", required=True, metavar="SELECTOR",
                    help="layer(s) to co-simulate: a name (0.0, 1.conv.0.0, 1.conv.1, decoder.up0.convA), a glob, a "
@@ -30,11 +30,9 @@ def configure(p) -> None:
                         "(.png/.jpg, or .npy uint8 [H, W, 3])")
     p.add_argument("--height", type=int, default=480, help="synthetic image height (default 480)")
     p.add_argument("--width", type=int, default=640, help="synthetic image width (default 640)")
-    p.add_argument("--inputs", help="with --model FILE.onnx: the model's inputs (.npy or a folder of images, see "
-                                    "`pyapprox compare`); the first --calib-images calibrate, --input-index is run")
+    add_inputs_args(p, "with --model FILE.onnx: the model's inputs; the first --calib-images calibrate, "
+                       "--input-index is run")
     p.add_argument("--input-index", type=int, default=0, help="which of --inputs is co-simulated (default 0)")
-    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit", "none"],
-                   help="for --inputs images (default imagenet)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     p.add_argument("--build-dir", help="simulator build directory (default: in the pyapprox cache)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -49,14 +47,12 @@ def load_image(spec: str, height: int, width: int, progress: bool):
 
     spec = str(spec)
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        from pyapprox.data import check_resolution
         from pyapprox.data.synthetic import DEFAULT_SIZES, load_split
 
         idx = spec.split(":", 1)[1] if ":" in spec else "0"
         size = DEFAULT_SIZES["test"]
         if not (idx.isascii() and idx.isdigit()) or not 0 <= int(idx) < size:
             raise PyapproxError(f"--image {spec}: expected synthetic:N with N a test image index from 0 to {size - 1}")
-        check_resolution(height, width, "--height/--width")
         rgb, _ = load_split("test", int(idx) + 1, height, width, progress=progress)
         return np.asarray(rgb[int(idx)]), f"synthetic test image {idx} ({height}x{width})"
     path = Path(spec)

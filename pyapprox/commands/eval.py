@@ -9,6 +9,8 @@ from pyapprox.errors import PyapproxError
 
 # pyapprox.eval.metrics.PROTOCOLS, spelled out because importing it pulls in torch (kept out of `--help`)
 PROTOCOLS = ("per-image", "densedepth")
+# pyapprox.data.inputs.PREPROCESS, for the same reason (a test checks the two agree)
+PREPROCESS = ("imagenet", "unit", "none")
 
 
 def add_network_args(p, model_help: str | None = None) -> None:
@@ -20,6 +22,14 @@ def add_network_args(p, model_help: str | None = None) -> None:
                                      "an ONNX model holds its own)")
     p.add_argument("--config", help="accelerator configuration JSON (see pyapprox.nn.config.AccelConfig)")
     p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
+
+
+def add_inputs_args(p, purpose: str, required: bool = False) -> None:
+    """``--inputs`` and ``--preprocess`` (see :mod:`pyapprox.data.inputs`, whose PREPROCESS they mirror)."""
+    p.add_argument("--inputs", required=required, help=f"{purpose}: an .npy array [N, ...] of model inputs (or uint8 "
+                                                       f"RGB images [N, H, W, 3]), or a folder of images")
+    p.add_argument("--preprocess", default="imagenet", choices=PREPROCESS,
+                   help="for images: ImageNet mean/std (default), [0, 1] (unit), or raw 0..255 (none)")
 
 
 def add_model_args(p) -> None:

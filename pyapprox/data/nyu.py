@@ -49,6 +49,10 @@ RGB_MEMBER = "eigen_test_rgb.npy"
 DEPTH_MEMBER = "eigen_test_depth.npy"
 CROP_MEMBER = "eigen_test_crop.npy"
 
+# What zipfile raises for a damaged archive or member: bad headers or CRC, truncated or corrupt deflate data, an
+# unsupported zip version or compression (NotImplementedError), encrypted members (RuntimeError), bad fields.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError)
+
 _EXPECTED = (
     f"expected DenseDepth's nyu_test.zip, a directory holding {RGB_MEMBER} and {DEPTH_MEMBER} "
     f"(and optionally {CROP_MEMBER}), or a folder of sparse-to-dense/FastDepth .h5 files"
@@ -137,7 +141,7 @@ class NyuEigenTest:
         path = Path(path)
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError, RuntimeError) as e:
+        except (OSError, *_ZIP_ERRORS) as e:
             raise PyapproxError(f"{path}: cannot open as a zip archive ({e}); {_EXPECTED}") from None
         with zf:
             infos = {m: _find_member(zf, m, path) for m in (RGB_MEMBER, DEPTH_MEMBER, CROP_MEMBER)}
@@ -202,7 +206,7 @@ def _extract_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, where: 
             with atomic_path(dest) as tmp:
                 with zf.open(info) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError) as e:
+        except _ZIP_ERRORS as e:
             raise PyapproxError(f"{where}: corrupt zip member ({e}); re-download the archive") from None
         except OSError as e:
             raise PyapproxError(f"{where}: cannot extract to cache {dest} ({e})") from None
@@ -218,7 +222,7 @@ def _read_small_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> n
         raise PyapproxError(f"{where}: unexpectedly large ({info.file_size} bytes) for a 4-value crop")
     try:
         data = zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError, OSError) as e:
+    except (OSError, *_ZIP_ERRORS) as e:
         raise PyapproxError(f"{where}: corrupt zip member ({e}); re-download the archive") from None
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)

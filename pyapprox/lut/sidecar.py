@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from pyapprox.errors import PyapproxError
+from pyapprox.io import read_json
 from pyapprox.sim.hdl import check_identifier, check_macro_value, check_param_value
 
 SIDECAR_VERSION = 2
@@ -57,14 +58,7 @@ def make_sidecar(meta: dict, operands: str, out_width: int, digest: str) -> dict
 
 def read_sidecar(path: Path) -> dict:
     """Decode and validate a sidecar file; returns its fields (digests checked against the fields)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PyapproxError(f"LUT sidecar {path}: cannot be read ({exc})") from None
-    try:
-        fields = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise PyapproxError(f"LUT sidecar {path}: invalid JSON ({str(exc)[:120]})") from None
+    fields = read_json(path, "LUT sidecar")
     where = f"LUT sidecar {path}"
     if not isinstance(fields, dict):
         raise PyapproxError(f"{where}: expected a JSON object of fields, got a JSON {type(fields).__name__}")

@@ -3,20 +3,19 @@
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 from pyapprox.errors import PyapproxError
 from pyapprox.experiments import engine
 from pyapprox.experiments.engine import EvalContext, Job, run_jobs
 from pyapprox.experiments.store import ResultStore
 from pyapprox.experiments.sweeps import (parse_budget, pareto_front, search, sweep_layers, sweep_multipliers)
-from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+
+from .helpers import random_weights
 
 pytestmark = pytest.mark.xdist_group("experiments")
 LAYERS = "1.conv*"  # features.1: a depthwise and a pointwise layer
@@ -24,13 +23,7 @@ LAYERS = "1.conv*"  # features.1: a depthwise and a pointwise layer
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(5)
-    m = DenseDepthMBV2()
-    with torch.no_grad():
-        m.decoder.conv3.bias.fill_(5.0)
-    path = tmp_path_factory.mktemp("w") / "random.pt"
-    torch.save(m.state_dict(), path)
-    return path
+    return random_weights(tmp_path_factory.mktemp("w") / "random.pt")
 
 
 @pytest.fixture(scope="module")

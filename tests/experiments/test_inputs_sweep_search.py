@@ -2,7 +2,6 @@
 misses itself right after evaluating it, before searching."""
 
 import pytest
-import torch
 
 from pyapprox import cli
 from pyapprox.errors import PyapproxError
@@ -10,7 +9,8 @@ from pyapprox.experiments import engine, library_table, sweeps
 from pyapprox.experiments.engine import EvalContext
 from pyapprox.experiments.store import ResultStore
 from pyapprox.experiments.sweeps import parse_budget, search
-from pyapprox.models.densedepth_mbv2 import DenseDepthMBV2
+
+from .helpers import random_weights
 
 LAYERS = "1.conv*"
 
@@ -95,12 +95,7 @@ def test_budget_at_the_limits_is_accepted():
 def ctx(tmp_path_factory):
     from pyapprox.nn.config import AccelConfig
 
-    torch.manual_seed(5)
-    m = DenseDepthMBV2()
-    with torch.no_grad():
-        m.decoder.conv3.bias.fill_(5.0)
-    path = tmp_path_factory.mktemp("w") / "random.pt"
-    torch.save(m.state_dict(), path)
+    path = random_weights(tmp_path_factory.mktemp("w") / "random.pt")
     return EvalContext.create("synthetic@240x320", 1, path, AccelConfig(calib_images=1))
 
 

@@ -194,3 +194,10 @@ def test_eval_and_layer_groups_on_an_onnx_export_of_the_default_network(tmp_path
         for metric in ("a1", "rel"):
             assert outs["onnx"][variant]["metrics"][metric] == pytest.approx(outs["torch"][variant]["metrics"][metric],
                                                                              abs=2e-3), (variant, metric)
+
+
+def test_cli_preprocess_choices_match_the_loader():
+    from pyapprox.commands import eval as eval_cmd
+    from pyapprox.data.inputs import PREPROCESS
+
+    assert eval_cmd.PREPROCESS == PREPROCESS
