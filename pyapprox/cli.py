@@ -24,6 +24,7 @@ COMMANDS = [
     ("search", "search", "choose a multiplier per layer within an accuracy budget"),
     ("report", "report", "one self-contained HTML page from a results store"),
     ("train", "train", "train densedepth_mbv2 on the synthetic indoor scenes"),
+    ("finetune", "finetune", "approximation-aware fine-tuning through a plan's bit-exact arithmetic (ste or lut gradients)"),
     ("demo", "demo", "the main job on the embedded default model and data set"),
     ("cosim", "cosim", "co-simulate the RTL MAC array with the quantized network on real layer data, bit for bit"),
 ]

@@ -17,8 +17,8 @@ import socket
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
+from multiprocessing import get_context
 from urllib.parse import urlsplit
 
 import torch
@@ -171,6 +171,11 @@ class EvalContext:
                  "config": dict(self.config), "calib": self.calib_data}
         if self.model:
             ident["model"] = "onnx"
+            if self.weights:
+                try:
+                    ident["onnx_weights"] = hashlib.sha256(Path(self.weights).read_bytes()).hexdigest()
+                except OSError:
+                    raise PyapproxError(f"weights file {self.weights}: cannot be read") from None
         return ident
 
 

@@ -39,23 +39,33 @@ def _activate(y: torch.Tensor, act: str | None) -> torch.Tensor:
     return y
 
 
+def fold(conv: nn.Conv2d | nn.Linear, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The conv's weight [O, I, kh, kw] (a linear layer's as 1x1) and bias [O] with ``bn`` (eval statistics)
+    folded in: computed in float64, rounded once to float32. Differentiable in the parameters."""
+    w = conv.weight.to(torch.float64)
+    if isinstance(conv, nn.Linear):
+        w = w[:, :, None, None]
+    b = conv.bias.to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    if bn is not None:
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(bn.running_var, dtype=torch.float64)
+        scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
+        w = w * scale.view(-1, 1, 1, 1)
+        b = (b - bn.running_mean.double()) * scale + beta
+    return w.float(), b.float()
+
+
 class FusedConv(nn.Module):
-    """Float conv (or linear layer, as a 1x1 conv) with BatchNorm folded in and its activation fused: the layer
-    the accelerator computes."""
+    """Float conv (or linear layer, as a 1x1 conv) with BatchNorm folded in (:func:`fold`) and its activation
+    fused: the layer the accelerator computes."""
 
     def __init__(self, conv: nn.Conv2d | nn.Linear, bn: nn.Module | None, act: str | None):
         super().__init__()
         self.linear = isinstance(conv, nn.Linear)
-        w = conv.weight.detach().to(torch.float64)
-        if self.linear:
-            w = w[:, :, None, None]
-        b = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-        if bn is not None:
-            scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-            w = w * scale.view(-1, 1, 1, 1)
-            b = (b - bn.running_mean.detach().double()) * scale + bn.bias.detach().double()
-        self.register_buffer("weight", w.float())
-        self.register_buffer("bias", b.float())
+        with torch.no_grad():
+            w, b = fold(conv, bn)
+        self.register_buffer("weight", w)
+        self.register_buffer("bias", b)
         if self.linear:
             self.stride, self.padding, self.dilation, self.groups = (1, 1), (0, 0), (1, 1), 1
         else:
@@ -187,33 +197,47 @@ class QConv2d(nn.Module):
         self.name = name
         self.cfg = cfg
         self.act = fused.act
-        w = fused.weight.double()
+        self.linear = fused.linear
+        self.s_in = float(s_in)
+        self.s_out = None if s_out is None else float(s_out)
+        zeros = torch.zeros(fused.weight.shape, dtype=torch.int32)
+        self.conv = ApproxConv2d(zeros, None, fused.stride, fused.padding, fused.dilation, fused.groups,
+                                 cfg.operand_format, cfg.weight_port, cfg.acc_bits, cfg.acc_mode, backend)
+        self.conv.linear = self.linear
+        if s_out is not None:
+            self.qlo = 0 if self.act in ("relu", "relu6") else cfg.qmin
+            self.qhi = min(cfg.qmax, int(round(6.0 / s_out))) if self.act == "relu6" else cfg.qmax
+        self.set_weights(fused.weight, fused.bias)
+        self.macs = 0
+
+    def set_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Everything that depends on the fused float weights [O, I, kh, kw] and bias [O]: weight scales and
+        codes, bias codes, requantization multipliers (the scales s_in, s_out stay)."""
+        cfg = self.cfg
+        w = weight.detach().double()
         o = w.shape[0]
         wmax = w.abs().reshape(o, -1).max(1).values
         s_w = torch.where(wmax > 0, wmax / cfg.qmax, torch.ones_like(wmax))
         w_codes = torch.clamp(torch.round(w / s_w.view(-1, 1, 1, 1)), -cfg.qmax, cfg.qmax).to(torch.int32)
-        acc_scale = s_in * s_w  # float value of one accumulator unit, per output channel
+        acc_scale = self.s_in * s_w  # float value of one accumulator unit, per output channel
         lo, hi = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
-        bias_codes = torch.round(fused.bias.double() / acc_scale).clamp(lo, hi).to(torch.int64)
-        self.conv = ApproxConv2d(w_codes, bias_codes, fused.stride, fused.padding, fused.dilation, fused.groups,
-                                 cfg.operand_format, cfg.weight_port, cfg.acc_bits, cfg.acc_mode, backend)
-        self.linear = fused.linear
-        self.conv.linear = self.linear
-        self.s_in = float(s_in)
-        self.s_out = None if s_out is None else float(s_out)
-        self.register_buffer("weight_scale", s_w.float())
-        self.register_buffer("acc_scale", acc_scale.to(torch.float64))
-        if s_out is not None:
-            mult, shift = QF.requant_params((acc_scale / s_out).numpy(), cfg.requant_bits)
-            self.register_buffer("rq_mult", torch.from_numpy(mult))
-            self.register_buffer("rq_shift", torch.from_numpy(shift))
+        bias_codes = torch.round(bias.detach().double() / acc_scale).clamp(lo, hi).to(torch.int64)
+        self.conv.weight_codes = w_codes.contiguous()
+        self.conv.bias_codes = bias_codes.contiguous()
+        self._buffer("weight_scale", s_w.float())
+        self._buffer("acc_scale", acc_scale.to(torch.float64))
+        if self.s_out is not None:
+            mult, shift = QF.requant_params((acc_scale / self.s_out).numpy(), cfg.requant_bits)
+            self._buffer("rq_mult", torch.from_numpy(mult))
+            self._buffer("rq_shift", torch.from_numpy(shift))
             slope = leaky_slope(self.act)
-            neg = torch.from_numpy(np.round(slope * mult).astype(np.int64)) if slope is not None else None
-            self.rq_mult_neg = neg
-            qlo = 0 if self.act in ("relu", "relu6") else cfg.qmin
-            qhi = min(cfg.qmax, int(round(6.0 / s_out))) if self.act == "relu6" else cfg.qmax
-            self.qlo, self.qhi = qlo, qhi
-        self.macs = 0
+            self.rq_mult_neg = torch.from_numpy(np.round(slope * mult).astype(np.int64)) if slope is not None else None
+
+    def _buffer(self, name: str, value: torch.Tensor) -> None:
+        if name in self._buffers:
+            setattr(self, name, value)
+        else:
+            self.register_buffer(name, value)
 
     @property
     def multiplier(self) -> str:
@@ -234,9 +258,15 @@ class QConv2d(nn.Module):
             return x
         return x.reshape(-1, x.shape[-1]).t().reshape(1, x.shape[-1], -1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1] if self.linear else None
-        x = self.as_conv_input(x)
+    def from_conv_output(self, y: torch.Tensor, lead: tuple | None) -> torch.Tensor:
+        """Inverse of :meth:`as_conv_input` for the output: a linear layer's [1, O, M, 1] back to [..., O]."""
+        if lead is None:
+            return y
+        o = y.shape[1]
+        return y.reshape(o, -1).t().reshape(*lead, o)
+
+    def forward_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input codes, accumulators, float output) of the layer for an input in conv form."""
         codes = self.quantize_input(x)
         acc = self.conv(codes)
         o, cg, kh, kw = self.conv.weight_codes.shape
@@ -245,12 +275,28 @@ class QConv2d(nn.Module):
             y = _activate((acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float(), self.act)
         else:
             y = self.output_codes(acc).to(torch.float32) * self.s_out
-        if lead is not None:
-            y = y.reshape(o, -1).t().reshape(*lead, o)
-        return y
+        return codes, acc, y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1] if self.linear else None
+        _, _, y = self.forward_codes(self.as_conv_input(x))
+        return self.from_conv_output(y, lead)
 
     def extra_repr(self) -> str:
         return f"s_in={self.s_in:.4g}, s_out={self.s_out}, act={self.act}"
+
+
+def fuse_and_calibrate(model: nn.Module, calib_images: list[torch.Tensor], cfg: AccelConfig
+                       ) -> tuple[nn.Module, Calibration]:
+    """:func:`fuse` then :func:`calibrate` on one thread (float reductions in a fixed order, so that the scales
+    do not depend on the thread count)."""
+    fused = fuse(model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fused, calibrate(fused, calib_images, cfg)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def quantize_model(model: nn.Module, calib_images: list[torch.Tensor], cfg: AccelConfig | None = None,
@@ -258,13 +304,7 @@ def quantize_model(model: nn.Module, calib_images: list[torch.Tensor], cfg: Acce
     """The accelerator version of ``model``: every conv a :class:`QConv2d` computing with the exact product
     (use :func:`pyapprox.nn.plan.approximate` to swap in approximate multipliers)."""
     cfg = cfg or AccelConfig()
-    fused = fuse(model)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # float reductions in a fixed order: scales do not depend on the thread count
-    try:
-        cal = calibrate(fused, calib_images, cfg)
-    finally:
-        torch.set_num_threads(threads)
+    fused, cal = fuse_and_calibrate(model, calib_images, cfg)
     qmodel = fused
     convs = [(n, m) for n, m in fused.named_modules() if isinstance(m, FusedConv)]
     missing = [n for n, _ in convs if n not in cal.input_scale]

@@ -1,0 +1,154 @@
+"""``pyapprox finetune``: approximation-aware fine-tuning through a plan's bit-exact arithmetic (resumable)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from pyapprox.commands.eval import accel_config, add_network_args, check_plan, plan_rules
+from pyapprox.errors import PyapproxError
+
+# pyapprox.experiments.finetune.FinetuneConfig's settings, declared here so that `--help` does not import torch
+# (a test checks that the two agree): name -> (type, default, help)
+SETTINGS = {
+    "steps": (int, 400, "optimizer steps"),
+    "batch": (int, 2, "images per step"),
+    "crop_h": (int, 480, "training crop height (480: whole frames)"),
+    "crop_w": (int, 640, "training crop width (640: whole frames)"),
+    "lr": (float, 1e-4, "peak learning rate (AdamW; warm-up, then cosine decay to 5%)"),
+    "weight_decay": (float, 0.0, "AdamW weight decay"),
+    "warmup": (int, 20, "warm-up steps"),
+    "train_images": (int, 1500, "synthetic training images drawn from"),
+    "val_images": (int, 8, "synthetic validation images scored during training"),
+    "val_every": (int, 100, "validate every N steps"),
+    "ckpt_every": (int, 25, "checkpoint every N steps (and on Ctrl-C)"),
+    "recalibrate_every": (int, 50, "recalibrate activation scales from the current weights every N steps"),
+    "gradient": (str, "ste", "ste (the exact product's gradient) or lut (slopes of the multiplier's own table)"),
+    "grad_step": (int, 4, "lut gradients: central-difference step in codes"),
+    "loss": (str, "log", "log (L1 of log depth and its gradients) or densedepth (SSIM + gradients + L1)"),
+    "seed": (int, 0, "random seed (batches, crops, flips, colour jitter)"),
+    "threads": (int, 2, "CPU threads"),
+}
+
+
+def configure(p) -> None:
+    p.add_argument("--plan", help="approximation plan file (JSON)")
+    p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
+                   help="approximate the selected layers, e.g. --approx encoder=trunc6")
+    add_network_args(p)
+    p.add_argument("--calib-data", default="synthetic:val",
+                   help="calibration data set (default synthetic:val, as eval uses for synthetic data)")
+    p.add_argument("--out", default="build/finetune", help="checkpoint folder (resumed if it holds a checkpoint)")
+    p.add_argument("--export", metavar="WEIGHTS.pt",
+                   help="fine-tuned weights (float32 state_dict) + WEIGHTS.json recipe (default OUT/finetuned.pt)")
+    p.add_argument("--test-images", type=int, default=200,
+                   help="synthetic test images scored before and after (0: skip; recorded in the recipe)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, (typ, default, text) in SETTINGS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=default, help=f"{text} (default {default})")
+
+
+def _score(model, rules: list, cfg, calib, images: int, progress: bool, include_exact: bool) -> dict:
+    """Metrics of the plan (and of the exact-quantized network) on the synthetic test split."""
+    from pyapprox.data import open_dataset
+    from pyapprox.eval.evaluate import build_variants, evaluate
+
+    data = open_dataset("synthetic", images, progress=progress)
+    variants = build_variants(model, data, cfg, {"plan": rules}, calib, include_float=False,
+                              include_exact=include_exact, progress=progress)
+    res = evaluate(variants, data, progress=progress)["variants"]
+    return {name: {**{k: round(v, 4) for k, v in r["metrics"].items()}, "images": r["images"]}
+            for name, r in res.items()}
+
+
+def run(args) -> int:
+    from pyapprox import io as pio
+
+    export = Path(args.export) if args.export else Path(args.out) / "finetuned.pt"
+    pio.check_output_path(export, "--export", (".pt",))
+    pio.check_output_path(export.with_suffix(".json"), "--export recipe")
+    pio.check_output_dir(args.out, "--out")
+    if args.test_images < 0 or args.test_images > 654:
+        raise PyapproxError(f"--test-images {args.test_images}: expected 0 (skip) to 654")
+
+    import torch
+
+    from pyapprox.eval.evaluate import calibration_images
+    from pyapprox.experiments.finetune import FinetuneConfig, Setup, file_sha256, finetune, write_result
+    from pyapprox.lut.library import get_lut
+    from pyapprox.models.network import is_default, load_network
+    from pyapprox.models.weights import DEFAULT_WEIGHTS
+    from pyapprox.nn.plan import model_layers, resolve_plan
+
+    ft = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
+    cfg = accel_config(args)
+    rules = plan_rules(args)
+    model = load_network(args.model, args.weights)
+    check_plan(model, rules, cfg)
+    layers = model_layers(model)
+    assignment = {n: "exact" for n in layers}
+    assignment.update(resolve_plan(rules, layers))
+    mults = sorted({m for m in assignment.values() if m != "exact"})
+    tables = {m: get_lut(m) for m in mults}
+    luts = {n: tables[m] for n, m in assignment.items() if m != "exact"}
+    progress = not args.quiet
+    calib = calibration_images(None, cfg, args.calib_data, progress)
+    wfile = args.weights or (args.model if not is_default(args.model) else str(DEFAULT_WEIGHTS))
+    setup = Setup(model, args.model or "densedepth_mbv2",
+                  {"path": str(args.weights or "default"), "sha256": file_sha256(wfile)}, rules, assignment, luts,
+                  {m: t.digest() for m, t in tables.items()}, cfg, calib, args.calib_data)
+    print(f"fine-tuning {args.model or 'densedepth_mbv2'} ({len(luts)} of {len(assignment)} layers approximate: "
+          + (", ".join(f"{s}={m}" for s, m in rules) or "exact") + f"); gradient {ft.gradient}, {ft.steps} steps of "
+          f"{ft.batch} {ft.crop_h}x{ft.crop_w} images; accelerator: {cfg.describe()}")
+
+    t0 = time.time()
+    before = _score(model, rules, cfg, args.calib_data, args.test_images, progress, True) if args.test_images else {}
+    scoring = time.time() - t0
+    res = finetune(Path(args.out), setup, ft, resume=not args.no_resume, progress=progress)
+    tuned = load_network(args.model, None) if not is_default(args.model) else model
+    tuned = _with_weights(tuned, res["state_dict"])
+    t1 = time.time()
+    after = _score(tuned, rules, cfg, args.calib_data, args.test_images, progress, False) if args.test_images else {}
+    scoring += time.time() - t1
+    recipe = {"base_weights": setup.weights, "model": setup.model_name,
+              "plan": {"rules": [list(r) for r in rules], "assignment": assignment},
+              "multipliers": setup.digests, "accelerator": cfg.to_dict(), "calib_data": args.calib_data,
+              "finetune": asdict(ft), "log": res["log"], "train_seconds": round(res["seconds"], 1),
+              "resumed_from": res["resumed_from"],
+              "synthetic_test": {"before": before, "after": after, "images": args.test_images,
+                                 "protocol": "per-image", "scoring_seconds": round(scoring, 1)},
+              "command": _command_line(), "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = write_result(export, res["state_dict"], recipe)
+    print(f"fine-tuned in {res['seconds'] / 60:.1f} min ({res['steps']} steps); weights {export} "
+          f"(sha256 {meta['sha256'][:16]}...), recipe {export.with_suffix('.json')}")
+    if before:
+        cols = ("a1", "a2", "a3", "rel", "rms", "log10")
+        print(f"synthetic test, {args.test_images} images (scored in {scoring / 60:.1f} min):")
+        print(f"{'network':<28}" + "".join(f"{c:>9}" for c in cols))
+        rows = [("exact-quantized (base)", before["exact"]), ("plan, base weights", before["plan"]),
+                ("plan, fine-tuned", after["plan"])]
+        for label, m in rows:
+            print(f"{label:<28}" + "".join(f"{m[c]:>9.4f}" for c in cols))
+    print(f"use: pyapprox eval --weights {export} " + " ".join(f"--approx {shlex.quote(f'{s}={m}')}" for s, m in rules)
+          + (f" --model {args.model}" if args.model else ""))
+    return 0
+
+
+def _with_weights(model, state_dict):
+    import copy
+
+    m = copy.deepcopy(model)
+    m.load_state_dict(state_dict, strict=True)
+    return m.eval()
+
+
+def _command_line() -> str | None:
+    """This run's command line as typed (None when not run from the ``pyapprox`` command line)."""
+    argv = sys.argv[1:]
+    if "finetune" not in argv:
+        return None
+    return "pyapprox " + " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,278 @@
+"""Approximation-aware fine-tuning (``pyapprox finetune``): train a network through a plan's bit-exact arithmetic.
+
+The network is wrapped in a :class:`pyapprox.nn.qat.QATNetwork` (forward: the accelerator's integer arithmetic
+with the plan's multipliers, bit-identical to ``eval``; backward: ``ste`` or ``lut`` gradients) and trained on
+the synthetic training split with the loss and augmentation of :mod:`pyapprox.experiments.train` (whole frames by
+default). Activation scales are recalibrated from the current weights every ``recalibrate_every`` steps, on the
+calibration images ``eval`` uses, so the trained network is the one ``eval`` will build from the exported weights.
+
+Checkpoints (weights, optimizer, scales, random state, log) are written atomically every ``ckpt_every`` steps and
+on Ctrl-C; a run resumes from its checkpoint when the base weights, plan, multipliers, accelerator and settings
+are the same, and then ends with the same weights as an uninterrupted run. The result is an ordinary weights
+file plus a JSON recipe (see :func:`write_result`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pyapprox import io as pio
+from pyapprox.errors import PyapproxError
+from pyapprox.experiments.train import _augment, _to_input, depth_loss, depth_to_target, log_depth_loss
+from pyapprox.nn.config import AccelConfig
+from pyapprox.nn.qat import DEFAULT_GRAD_STEP, GRADIENTS, QATNetwork
+
+RECIPE_KIND = "pyapprox-finetune"
+RECIPE_VERSION = 1
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 400
+    batch: int = 2
+    crop_h: int = 480  # whole frames by default: the depth scale depends on them
+    crop_w: int = 640
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup: int = 20
+    train_images: int = 1500
+    val_images: int = 8
+    val_every: int = 100
+    ckpt_every: int = 25
+    recalibrate_every: int = 50
+    gradient: str = "ste"
+    grad_step: int = DEFAULT_GRAD_STEP
+    loss: str = "log"
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        def bad(name, valid):
+            raise PyapproxError(f"finetune: {name}={getattr(self, name)!r} is not valid; expected {valid}")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int", int) and (isinstance(v, bool) or not isinstance(v, int)):
+                bad(f.name, "an integer")
+            if f.type in ("float", float) and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                               or not math.isfinite(v)):
+                bad(f.name, "a finite number")
+        if self.steps < 1:
+            bad("steps", "at least 1 (zero steps would train nothing)")
+        for name in ("batch", "val_images", "ckpt_every", "val_every", "recalibrate_every", "threads",
+                     "train_images"):
+            if getattr(self, name) < 1:
+                bad(name, "at least 1")
+        if self.batch > 64:
+            bad("batch", "at most 64")
+        for name, full in (("crop_h", 480), ("crop_w", 640)):
+            v = getattr(self, name)
+            if not 32 <= v <= full or v % 32:
+                bad(name, f"a multiple of 32 from 32 to {full}")
+        if not 0 < self.lr <= 1:
+            bad("lr", "a learning rate in (0, 1]")
+        if not 0 <= self.weight_decay <= 1:
+            bad("weight_decay", "a number from 0 to 1")
+        if not 0 <= self.warmup < self.steps:
+            bad("warmup", f"from 0 to steps - 1 ({self.steps - 1})")
+        if self.gradient not in GRADIENTS:
+            bad("gradient", " or ".join(GRADIENTS))
+        if not 1 <= self.grad_step <= 64:
+            bad("grad_step", "an integer from 1 to 64")
+        if self.loss not in ("log", "densedepth"):
+            bad("loss", "log or densedepth")
+        if not 0 <= self.seed < 2 ** 32:
+            bad("seed", "an integer from 0 to 2**32-1")
+
+
+def _lr(step: int, ft: FinetuneConfig) -> float:
+    if step < ft.warmup:
+        return ft.lr * (step + 1) / ft.warmup
+    t = (step - ft.warmup) / max(1, ft.steps - ft.warmup)
+    return ft.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class Setup:
+    """Everything a fine-tuning run depends on besides its :class:`FinetuneConfig`."""
+
+    model: torch.nn.Module
+    model_name: str
+    weights: dict  # {"path", "sha256"} of the base weights
+    rules: list
+    assignment: dict  # {layer: multiplier} for every quantized layer
+    luts: dict  # {layer: LUT} for the approximate layers
+    digests: dict  # {multiplier: table digest}
+    config: AccelConfig
+    calib_images: list
+    calib_data: str
+
+    def identity(self, ft: FinetuneConfig) -> dict:
+        return {"model": self.model_name, "weights_sha256": self.weights["sha256"], "assignment": self.assignment,
+                "multipliers": self.digests, "accelerator": self.config.to_dict(), "calib_data": self.calib_data,
+                "finetune": asdict(ft)}
+
+
+def _validate(net: QATNetwork, rgb: np.ndarray, depth: np.ndarray) -> dict:
+    from pyapprox.eval.metrics import evaluate_depth, prediction_to_depth
+    from pyapprox.models.densedepth_mbv2 import preprocess
+
+    with torch.no_grad():
+        preds = [prediction_to_depth(net(preprocess(rgb[i:i + 1])).numpy()) for i in range(len(rgb))]
+    res = evaluate_depth(depth, np.concatenate(preds), crop=True)
+    return {k: float(res[k]) for k in ("a1", "rel", "rms")}
+
+
+def _save(path: Path, net: QATNetwork, opt, step: int, rng, log: list, identity: dict) -> None:
+    state = {"weights": net.float_state_dict(), "opt": opt.state_dict(), "step": step,
+             "scales": json.dumps(net.scales()), "rng": json.dumps(rng.bit_generator.state),
+             "log": json.dumps(log), "identity": json.dumps(identity, sort_keys=True)}
+    with pio.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load(path: Path, identity: dict) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PyapproxError(f"{path}: not a readable fine-tuning checkpoint ({type(exc).__name__}); remove it "
+                            f"or pass --no-resume") from None
+    keys = {"weights", "opt", "step", "scales", "rng", "log", "identity"}
+    if not isinstance(state, dict) or set(state) != keys:
+        raise PyapproxError(f"{path}: not a fine-tuning checkpoint of this version; remove it or pass --no-resume")
+    try:
+        saved = json.loads(state["identity"])
+        state["scales"], state["rng"], state["log"] = (json.loads(state[k]) for k in ("scales", "rng", "log"))
+    except (TypeError, ValueError):
+        raise PyapproxError(f"{path}: damaged fine-tuning checkpoint; remove it or pass --no-resume") from None
+    if saved != json.loads(json.dumps(identity, sort_keys=True)):
+        diff = sorted(k for k in identity if saved.get(k) != json.loads(json.dumps(identity[k])))
+        raise PyapproxError(f"{path}: checkpoint of a different run (differs in: {', '.join(diff)}); remove it, "
+                            f"pass --no-resume, or choose another --out folder")
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise PyapproxError(f"{path}: damaged fine-tuning checkpoint (step); remove it or pass --no-resume")
+    return state
+
+
+def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = True, progress: bool = True,
+             data: tuple | None = None) -> dict:
+    """Train and return ``{"state_dict", "log", "seconds", "steps", "resumed_from"}``.
+
+    ``data`` = (train rgb, train depth, val rgb, val depth) overrides the synthetic splits (tests).
+    """
+    from tqdm import tqdm
+
+    from pyapprox.data.synthetic import load_split
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / "finetune_checkpoint.pt"
+    identity = setup.identity(ft)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(ft.threads)
+    try:
+        if data is None:
+            rgb, depth = load_split("train", ft.train_images, progress=progress)
+            vrgb, vdepth = load_split("val", ft.val_images, progress=progress)
+        else:
+            rgb, depth, vrgb, vdepth = data
+        if rgb.shape[1] < ft.crop_h or rgb.shape[2] < ft.crop_w:
+            raise PyapproxError(f"finetune: crop {ft.crop_h}x{ft.crop_w} is larger than the training images "
+                                f"({rgb.shape[1]}x{rgb.shape[2]})")
+        net = QATNetwork(setup.model, setup.calib_images, setup.config, setup.luts, ft.gradient, ft.grad_step)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=ft.weight_decay)
+        rng = np.random.default_rng(ft.seed)
+        step, log, resumed = 0, [], None
+        if resume and ckpt.exists():
+            state = _load(ckpt, identity)
+            net.load_float_state_dict(state["weights"])
+            net.set_scales(state["scales"])
+            opt.load_state_dict(state["opt"])
+            rng.bit_generator.state = state["rng"]
+            step, log, resumed = state["step"], state["log"], state["step"]
+        start = time.time() - (log[-1]["seconds"] if log else 0.0)
+        bar = tqdm(total=ft.steps, initial=step, desc=f"finetune ({ft.gradient})", unit="step",
+                   disable=not progress)
+        running = log[-1]["loss"] if log else None
+        try:
+            while step < ft.steps:
+                if step and step % ft.recalibrate_every == 0:
+                    net.recalibrate(setup.calib_images)
+                idx = rng.integers(0, len(rgb), size=ft.batch)
+                r, d = _augment(rgb[idx], depth[idx], _crop_cfg(ft), rng)
+                x = _to_input(r)
+                target = F.avg_pool2d(depth_to_target(torch.from_numpy(d)[:, None]), 2)
+                for g in opt.param_groups:
+                    g["lr"] = _lr(step, ft)
+                pred = net(x)
+                loss = log_depth_loss(pred, target) if ft.loss == "log" else depth_loss(pred, target)
+                if not torch.isfinite(loss):
+                    raise PyapproxError(f"finetune: the loss is {float(loss)} at step {step + 1} (learning rate "
+                                        f"{_lr(step, ft):.2g} too high?); nothing was exported"
+                                        + (f"; the last checkpoint ({ckpt}) holds step {log[-1]['step']}"
+                                           if ckpt.exists() and log else ""))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                value = float(loss.detach())
+                running = value if running is None else 0.95 * running + 0.05 * value
+                entry = {"step": step, "loss": running, "lr": _lr(step - 1, ft), "seconds": time.time() - start}
+                if step % ft.val_every == 0 or step == ft.steps:
+                    entry.update({f"val_{k}": v for k, v in _validate(net, vrgb, vdepth).items()})
+                    bar.write(f"step {step}: loss {running:.4f} val a1 {entry['val_a1']:.4f} "
+                              f"rel {entry['val_rel']:.4f}")
+                log.append(entry)
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.4f}", a1=_last_a1(log))
+                if step % ft.ckpt_every == 0 or step == ft.steps:
+                    _save(ckpt, net, opt, step, rng, log, identity)
+        except KeyboardInterrupt:
+            if log and log[-1]["step"] == step and step:
+                _save(ckpt, net, opt, step, rng, log, identity)  # nothing lost: resume continues from here
+            raise
+        finally:
+            bar.close()
+        return {"state_dict": net.float_state_dict(), "log": log, "seconds": log[-1]["seconds"] if log else 0.0,
+                "steps": step, "resumed_from": resumed}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _last_a1(log: list) -> str:
+    for e in reversed(log):
+        if "val_a1" in e:
+            return f"{e['val_a1']:.3f}"
+    return "-"
+
+
+def _crop_cfg(ft: FinetuneConfig):
+    from pyapprox.experiments.train import TrainConfig
+
+    return TrainConfig(crop_h=ft.crop_h, crop_w=ft.crop_w)
+
+
+def write_result(dest: Path, state_dict: dict, recipe: dict) -> dict:
+    """Write the weights (float32 state_dict, the float network's names) and ``dest.json``, the recipe with the
+    weights' SHA-256 (``file``, ``sha256`` added), both renamed into place only once both are complete."""
+    dest = Path(dest)
+    with pio.atomic_path(dest) as tmp_w, pio.atomic_path(dest.with_suffix(".json")) as tmp_j:
+        torch.save({k: v.contiguous() for k, v in state_dict.items()}, tmp_w)
+        meta = {"kind": RECIPE_KIND, "version": RECIPE_VERSION, "file": dest.name,
+                "sha256": file_sha256(tmp_w), **recipe}
+        tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
