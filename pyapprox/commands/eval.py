@@ -94,6 +94,27 @@ def check_plan(model, rules, cfg=None) -> None:
         check_multiplier(mult, cfg)
 
 
+def finetune_note(weights, variants, cfg) -> str | None:
+    """For fine-tuned weights: what they were fine-tuned for, and a note when this run's plan, multiplier tables or
+    accelerator differ (``variants`` from build_variants; the approximate one, else the exact one, is compared)."""
+    from pyapprox.eval.recipe import finetune_recipe, plan_note
+
+    recipe = finetune_recipe(weights)
+    if recipe is None:
+        return None
+    run = next((v for v in variants if v.name not in ("float", "exact")), None)
+    assignment = run.assignment if run else {}
+    digests = {}
+    if run:
+        from pyapprox.nn.quant import qconv_layers
+
+        digests = {m.multiplier: m.conv.lut_digest for _, m in qconv_layers(run.model) if m.conv.lut_digest}
+    trained = ", ".join(f"{s}={m}" for s, m in recipe["plan"]["rules"]) or "exact"
+    line = f"weights fine-tuned for: {trained} ({recipe['finetune'].get('gradient', '?')} gradients)"
+    note = plan_note(recipe, assignment, cfg.to_dict(), digests)
+    return line + ("\n" + note if note else "")
+
+
 def configure(p) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic[:split], nyu_test.zip, an eigen .npy folder or an .h5 folder")
     p.add_argument("--limit", type=int, help="only the first N images")
@@ -141,6 +162,9 @@ def run(args) -> int:
     print(f"accelerator: {cfg.describe()}")
     if rules:
         print("plan: " + ", ".join(f"{s}={m}" for s, m in rules))
+    note = finetune_note(args.weights, variants, cfg)
+    if note:
+        print(note)
     print(format_table(res))
     for name, r in res["variants"].items():
         if r["overflows"]:

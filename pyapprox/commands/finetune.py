@@ -78,29 +78,21 @@ def run(args) -> int:
     import torch
 
     from pyapprox.eval.evaluate import calibration_images
-    from pyapprox.experiments.finetune import FinetuneConfig, Setup, file_sha256, finetune, write_result
-    from pyapprox.lut.library import get_lut
+    from pyapprox.experiments.finetune import FinetuneConfig, finetune, make_setup, write_result
     from pyapprox.models.network import is_default, load_network
     from pyapprox.models.weights import DEFAULT_WEIGHTS
-    from pyapprox.nn.plan import model_layers, resolve_plan
 
     ft = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
     cfg = accel_config(args)
     rules = plan_rules(args)
     model = load_network(args.model, args.weights)
     check_plan(model, rules, cfg)
-    layers = model_layers(model)
-    assignment = {n: "exact" for n in layers}
-    assignment.update(resolve_plan(rules, layers))
-    mults = sorted({m for m in assignment.values() if m != "exact"})
-    tables = {m: get_lut(m) for m in mults}
-    luts = {n: tables[m] for n, m in assignment.items() if m != "exact"}
     progress = not args.quiet
     calib = calibration_images(None, cfg, args.calib_data, progress)
     wfile = args.weights or (args.model if not is_default(args.model) else str(DEFAULT_WEIGHTS))
-    setup = Setup(model, args.model or "densedepth_mbv2",
-                  {"path": str(args.weights or "default"), "sha256": file_sha256(wfile)}, rules, assignment, luts,
-                  {m: t.digest() for m, t in tables.items()}, cfg, calib, args.calib_data)
+    setup = make_setup(model, args.model or "densedepth_mbv2", args.weights or "default", wfile, rules, cfg, calib,
+                       args.calib_data)
+    luts, assignment = setup.luts, setup.assignment
     print(f"fine-tuning {args.model or 'densedepth_mbv2'} ({len(luts)} of {len(assignment)} layers approximate: "
           + (", ".join(f"{s}={m}" for s, m in rules) or "exact") + f"); gradient {ft.gradient}, {ft.steps} steps of "
           f"{ft.batch} {ft.crop_h}x{ft.crop_w} images; accelerator: {cfg.describe()}")

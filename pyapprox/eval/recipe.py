@@ -27,10 +27,13 @@ def finetune_recipe(weights: str | Path | None) -> dict | None:
           and isinstance(plan.get("assignment"), dict)
           and all(isinstance(k, str) and isinstance(v, str) for k, v in plan["assignment"].items())
           and isinstance(data.get("accelerator"), dict) and isinstance(data.get("multipliers"), dict)
-          and all(isinstance(k, str) and isinstance(v, str) for k, v in data["multipliers"].items()))
+          and all(isinstance(k, str) and isinstance(v, str) for k, v in data["multipliers"].items())
+          and isinstance(plan.get("rules"), list)
+          and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in plan["rules"])
+          and isinstance(data.get("finetune"), dict))
     if not ok:
-        raise PyapproxError(f"weights recipe {path}: malformed fine-tuning recipe (expected sha256, plan.assignment, "
-                            f"accelerator and multipliers)")
+        raise PyapproxError(f"weights recipe {path}: malformed fine-tuning recipe (expected sha256, plan.rules, "
+                            f"plan.assignment, accelerator, multipliers and finetune)")
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     if digest != data["sha256"]:
         raise PyapproxError(f"weights {weights}: SHA-256 {digest[:16]}... does not match its recipe {path.name} "

@@ -126,6 +126,21 @@ class Setup:
                 "finetune": asdict(ft)}
 
 
+def make_setup(model: torch.nn.Module, model_name: str, weights: str, weights_file: str | Path, rules: list,
+               config: AccelConfig, calib_images: list, calib_data: str) -> Setup:
+    """Resolve the plan on ``model`` (every quantized layer named; unplanned ones ``exact``) and load its tables."""
+    from pyapprox.lut.library import get_lut
+    from pyapprox.nn.plan import model_layers, resolve_plan
+
+    layers = model_layers(model)
+    assignment = {n: "exact" for n in layers}
+    assignment.update(resolve_plan(rules, layers))
+    tables = {m: get_lut(m) for m in sorted({m for m in assignment.values() if m != "exact"})}
+    luts = {n: tables[m] for n, m in assignment.items() if m != "exact"}
+    return Setup(model, model_name, {"path": str(weights), "sha256": file_sha256(weights_file)}, list(rules),
+                 assignment, luts, {m: t.digest() for m, t in tables.items()}, config, calib_images, calib_data)
+
+
 def _validate(net: QATNetwork, rgb: np.ndarray, depth: np.ndarray) -> dict:
     from pyapprox.eval.metrics import evaluate_depth, prediction_to_depth
     from pyapprox.models.densedepth_mbv2 import preprocess
@@ -136,9 +151,9 @@ def _validate(net: QATNetwork, rgb: np.ndarray, depth: np.ndarray) -> dict:
     return {k: float(res[k]) for k in ("a1", "rel", "rms")}
 
 
-def _save(path: Path, net: QATNetwork, opt, step: int, rng, log: list, identity: dict) -> None:
+def _save(path: Path, net: QATNetwork, opt, step: int, rng_state: dict, log: list, identity: dict) -> None:
     state = {"weights": net.float_state_dict(), "opt": opt.state_dict(), "step": step,
-             "scales": json.dumps(net.scales()), "rng": json.dumps(rng.bit_generator.state),
+             "scales": json.dumps(net.scales()), "rng": json.dumps(rng_state),
              "log": json.dumps(log), "identity": json.dumps(identity, sort_keys=True)}
     with pio.atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -208,6 +223,8 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
         bar = tqdm(total=ft.steps, initial=step, desc=f"finetune ({ft.gradient})", unit="step",
                    disable=not progress)
         running = log[-1]["loss"] if log else None
+        finished = rng.bit_generator.state  # the random state right after the last finished step
+        scales = net.scales()  # and the scales it ended with
         try:
             while step < ft.steps:
                 if step and step % ft.recalibrate_every == 0:
@@ -221,12 +238,13 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
                 pred = net(x)
                 loss = log_depth_loss(pred, target) if ft.loss == "log" else depth_loss(pred, target)
                 if not torch.isfinite(loss):
-                    raise PyapproxError(f"finetune: the loss is {float(loss)} at step {step + 1} (learning rate "
+                    raise PyapproxError(f"finetune: the loss is {float(loss.detach())} at step {step + 1} (learning rate "
                                         f"{_lr(step, ft):.2g} too high?); nothing was exported"
                                         + (f"; the last checkpoint ({ckpt}) holds step {log[-1]['step']}"
                                            if ckpt.exists() and log else ""))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                finished = None  # weights, optimizer and step disagree until the step is logged
                 opt.step()
                 step += 1
                 value = float(loss.detach())
@@ -237,13 +255,15 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
                     bar.write(f"step {step}: loss {running:.4f} val a1 {entry['val_a1']:.4f} "
                               f"rel {entry['val_rel']:.4f}")
                 log.append(entry)
+                finished, scales = rng.bit_generator.state, net.scales()
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}", a1=_last_a1(log))
                 if step % ft.ckpt_every == 0 or step == ft.steps:
-                    _save(ckpt, net, opt, step, rng, log, identity)
+                    _save(ckpt, net, opt, step, finished, log, identity)
         except KeyboardInterrupt:
-            if log and log[-1]["step"] == step and step:
-                _save(ckpt, net, opt, step, rng, log, identity)  # nothing lost: resume continues from here
+            if finished is not None and step and not (ckpt.exists() and step % ft.ckpt_every == 0):
+                net.set_scales(scales)  # a recalibration for the next step may have begun
+                _save(ckpt, net, opt, step, finished, log, identity)  # nothing lost: resume continues from here
             raise
         finally:
             bar.close()
