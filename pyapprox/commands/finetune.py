@@ -39,8 +39,10 @@ def configure(p) -> None:
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER",
                    help="approximate the selected layers, e.g. --approx encoder=trunc6")
     add_network_args(p)
-    p.add_argument("--calib-data", default="synthetic:val",
-                   help="calibration data set (default synthetic:val, as eval uses for synthetic data)")
+    p.add_argument("--calib-data", help="calibration data set (default synthetic:val, as eval uses for synthetic data)")
+    p.add_argument("--store", default="results/results.sqlite",
+                   help="results store the before/after scores are cached in (shared with sweep and search)")
+    p.add_argument("--workers", type=int, default=2, help="processes that score the test split (default 2)")
     p.add_argument("--out", default="build/finetune", help="checkpoint folder (resumed if it holds a checkpoint)")
     p.add_argument("--export", metavar="WEIGHTS.pt",
                    help="fine-tuned weights (float32 state_dict) + WEIGHTS.json recipe (default OUT/finetuned.pt)")
@@ -52,17 +54,16 @@ def configure(p) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=default, help=f"{text} (default {default})")
 
 
-def _score(model, rules: list, cfg, calib, images: int, progress: bool, include_exact: bool) -> dict:
-    """Metrics of the plan (and of the exact-quantized network) on the synthetic test split."""
-    from pyapprox.data import open_dataset
-    from pyapprox.eval.evaluate import build_variants, evaluate
+def _score(model: str | None, weights: str | None, cfg, calib_data: str | None, images: int, plans: list[dict],
+           store, workers: int, progress: bool) -> list[dict]:
+    """Metrics of each plan ({layer: multiplier}; {} = exact-quantized) on the synthetic test split, through the
+    evaluation engine: cached in the results store, keyed by the weights' SHA-256 (sweep and search share them)."""
+    from pyapprox.experiments.engine import EvalContext, Job, run_jobs
 
-    data = open_dataset("synthetic", images, progress=progress)
-    variants = build_variants(model, data, cfg, {"plan": rules}, calib, include_float=False,
-                              include_exact=include_exact, progress=progress)
-    res = evaluate(variants, data, progress=progress)["variants"]
-    return {name: {**{k: round(v, 4) for k, v in r["metrics"].items()}, "images": r["images"]}
-            for name, r in res.items()}
+    ctx = EvalContext.create("synthetic", images, weights, cfg, calib_data, model=model)
+    keys = run_jobs(ctx, [Job.of(p) for p in plans], store, workers, progress=progress, desc="score")
+    return [{**{k: round(v, 4) for k, v in store.get(k_)["metrics"].items()}, "images": store.get(k_)["images"]}
+            for k_ in keys]
 
 
 def run(args) -> int:
@@ -72,6 +73,10 @@ def run(args) -> int:
     pio.check_output_path(export, "--export", (".pt",))
     pio.check_output_path(export.with_suffix(".json"), "--export recipe")
     pio.check_output_dir(args.out, "--out")
+    if args.test_images:
+        pio.check_output_path(args.store, "--store")
+    if not 1 <= args.workers <= 64:
+        raise PyapproxError(f"--workers {args.workers}: expected 1 to 64")
     if args.test_images < 0 or args.test_images > 654:
         raise PyapproxError(f"--test-images {args.test_images}: expected 0 (skip) to 654")
 
@@ -79,6 +84,7 @@ def run(args) -> int:
 
     from pyapprox.eval.evaluate import calibration_images
     from pyapprox.experiments.finetune import FinetuneConfig, finetune, make_setup, write_result
+    from pyapprox.experiments.store import ResultStore
     from pyapprox.models.network import is_default, load_network
     from pyapprox.models.weights import DEFAULT_WEIGHTS
 
@@ -88,27 +94,32 @@ def run(args) -> int:
     model = load_network(args.model, args.weights)
     check_plan(model, rules, cfg)
     progress = not args.quiet
-    calib = calibration_images(None, cfg, args.calib_data, progress)
+    calib = calibration_images(None, cfg, args.calib_data or "synthetic:val", progress)
     wfile = args.weights or (args.model if not is_default(args.model) else str(DEFAULT_WEIGHTS))
     setup = make_setup(model, args.model or "densedepth_mbv2", args.weights or "default", wfile, rules, cfg, calib,
-                       args.calib_data)
+                       args.calib_data or "synthetic:val")
     luts, assignment = setup.luts, setup.assignment
     print(f"fine-tuning {args.model or 'densedepth_mbv2'} ({len(luts)} of {len(assignment)} layers approximate: "
           + (", ".join(f"{s}={m}" for s, m in rules) or "exact") + f"); gradient {ft.gradient}, {ft.steps} steps of "
           f"{ft.batch} {ft.crop_h}x{ft.crop_w} images; accelerator: {cfg.describe()}")
 
+    store = ResultStore(args.store) if args.test_images else None
     t0 = time.time()
-    before = _score(model, rules, cfg, args.calib_data, args.test_images, progress, True) if args.test_images else {}
+    plan = {n: m for n, m in assignment.items() if m != "exact"}
+    before = dict(zip(("exact", "plan"), _score(args.model, args.weights, cfg, args.calib_data, args.test_images,
+                                                [{}, plan], store, args.workers, progress))) if store else {}
     scoring = time.time() - t0
     res = finetune(Path(args.out), setup, ft, resume=not args.no_resume, progress=progress)
-    tuned = load_network(args.model, None) if not is_default(args.model) else model
-    tuned = _with_weights(tuned, res["state_dict"])
+    final = Path(args.out) / "final.pt"  # the weights scored below (the store keys them by content)
+    with pio.atomic_path(final) as tmp:
+        torch.save(res["state_dict"], tmp)
     t1 = time.time()
-    after = _score(tuned, rules, cfg, args.calib_data, args.test_images, progress, False) if args.test_images else {}
+    after = {"plan": _score(args.model, str(final), cfg, args.calib_data, args.test_images, [plan], store,
+                            args.workers, progress)[0]} if store else {}
     scoring += time.time() - t1
     recipe = {"base_weights": setup.weights, "model": setup.model_name,
               "plan": {"rules": [list(r) for r in rules], "assignment": assignment},
-              "multipliers": setup.digests, "accelerator": cfg.to_dict(), "calib_data": args.calib_data,
+              "multipliers": setup.digests, "accelerator": cfg.to_dict(), "calib_data": setup.calib_data,
               "finetune": asdict(ft), "log": res["log"], "train_seconds": round(res["seconds"], 1),
               "resumed_from": res["resumed_from"],
               "synthetic_test": {"before": before, "after": after, "images": args.test_images,
@@ -128,14 +139,6 @@ def run(args) -> int:
     print(f"use: pyapprox eval --weights {export} " + " ".join(f"--approx {shlex.quote(f'{s}={m}')}" for s, m in rules)
           + (f" --model {args.model}" if args.model else ""))
     return 0
-
-
-def _with_weights(model, state_dict):
-    import copy
-
-    m = copy.deepcopy(model)
-    m.load_state_dict(state_dict, strict=True)
-    return m.eval()
 
 
 def _command_line() -> str | None:
