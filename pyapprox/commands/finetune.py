@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from pyapprox.commands.eval import accel_config, add_network_args, check_plan, plan_rules
@@ -54,18 +53,6 @@ def configure(p) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=default, help=f"{text} (default {default})")
 
 
-def _score(model: str | None, weights: str | None, cfg, calib_data: str | None, images: int, plans: list[dict],
-           store, workers: int, progress: bool) -> list[dict]:
-    """Metrics of each plan ({layer: multiplier}; {} = exact-quantized) on the synthetic test split, through the
-    evaluation engine: cached in the results store, keyed by the weights' SHA-256 (sweep and search share them)."""
-    from pyapprox.experiments.engine import EvalContext, Job, run_jobs
-
-    ctx = EvalContext.create("synthetic", images, weights, cfg, calib_data, model=model)
-    keys = run_jobs(ctx, [Job.of(p) for p in plans], store, workers, progress=progress, desc="score")
-    return [{**{k: round(v, 4) for k, v in store.get(k_)["metrics"].items()}, "images": store.get(k_)["images"]}
-            for k_ in keys]
-
-
 def run(args) -> int:
     from pyapprox import io as pio
 
@@ -80,10 +67,8 @@ def run(args) -> int:
     if args.test_images < 0 or args.test_images > 654:
         raise PyapproxError(f"--test-images {args.test_images}: expected 0 (skip) to 654")
 
-    import torch
-
     from pyapprox.eval.evaluate import calibration_images
-    from pyapprox.experiments.finetune import FinetuneConfig, finetune, make_setup, write_result
+    from pyapprox.experiments.finetune import FinetuneConfig, make_setup, run_finetune
     from pyapprox.experiments.store import ResultStore
     from pyapprox.models.network import is_default, load_network
     from pyapprox.models.weights import DEFAULT_WEIGHTS
@@ -104,29 +89,11 @@ def run(args) -> int:
           f"{ft.batch} {ft.crop_h}x{ft.crop_w} images; accelerator: {cfg.describe()}")
 
     store = ResultStore(args.store) if args.test_images else None
-    t0 = time.time()
-    plan = {n: m for n, m in assignment.items() if m != "exact"}
-    before = dict(zip(("exact", "plan"), _score(args.model, args.weights, cfg, args.calib_data, args.test_images,
-                                                [{}, plan], store, args.workers, progress))) if store else {}
-    scoring = time.time() - t0
-    res = finetune(Path(args.out), setup, ft, resume=not args.no_resume, progress=progress)
-    final = Path(args.out) / "final.pt"  # the weights scored below (the store keys them by content)
-    with pio.atomic_path(final) as tmp:
-        torch.save(res["state_dict"], tmp)
-    t1 = time.time()
-    after = {"plan": _score(args.model, str(final), cfg, args.calib_data, args.test_images, [plan], store,
-                            args.workers, progress)[0]} if store else {}
-    scoring += time.time() - t1
-    recipe = {"base_weights": setup.weights, "model": setup.model_name,
-              "plan": {"rules": [list(r) for r in rules], "assignment": assignment},
-              "multipliers": setup.digests, "accelerator": cfg.to_dict(), "calib_data": setup.calib_data,
-              "finetune": asdict(ft), "log": res["log"], "train_seconds": round(res["seconds"], 1),
-              "resumed_from": res["resumed_from"],
-              "synthetic_test": {"before": before, "after": after, "images": args.test_images,
-                                 "protocol": "per-image", "scoring_seconds": round(scoring, 1)},
-              "command": _command_line(), "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    meta = write_result(export, res["state_dict"], recipe)
-    print(f"fine-tuned in {res['seconds'] / 60:.1f} min ({res['steps']} steps); weights {export} "
+    meta = run_finetune(setup, ft, Path(args.out), export, store, "synthetic", args.test_images, args.calib_data,
+                        args.workers, not args.no_resume, progress, _command_line())
+    scores = meta["scores"]
+    before, after, scoring = scores["before"], scores["after"], scores["scoring_seconds"]
+    print(f"fine-tuned in {meta['train_seconds'] / 60:.1f} min ({meta['log'][-1]['step']} steps); weights {export} "
           f"(sha256 {meta['sha256'][:16]}...), recipe {export.with_suffix('.json')}")
     if before:
         cols = ("a1", "a2", "a3", "rel", "rms", "log10")

@@ -296,3 +296,58 @@ def write_result(dest: Path, state_dict: dict, recipe: dict) -> dict:
                 "sha256": file_sha256(tmp_w), **recipe}
         tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
+
+
+def score_plans(model: str | None, weights: str | None, cfg: AccelConfig, calib_data: str | None, data: str,
+                images: int | None, plans: list[dict], store, workers: int = 1, progress: bool = True) -> list[dict]:
+    """Metrics of each plan ({layer: multiplier}; {} = exact-quantized) through the evaluation engine: cached in
+    the results store, keyed by the weights' SHA-256 (sweep and search share the entries)."""
+    from pyapprox.experiments.engine import EvalContext, Job, run_jobs
+
+    ctx = EvalContext.create(data, images, weights, cfg, calib_data, model=model)
+    keys = run_jobs(ctx, [Job.of(p) for p in plans], store, workers, progress=progress, desc="score")
+    return [{**{k: round(v, 4) for k, v in store.get(k_)["metrics"].items()}, "images": store.get(k_)["images"]}
+            for k_ in keys]
+
+
+def run_finetune(setup: Setup, ft: FinetuneConfig, out_dir: Path, export: Path, store=None, score_data: str = "synthetic",
+                 score_images: int | None = 200, eval_calib: str | None = None, workers: int = 2, resume: bool = True,
+                 progress: bool = True, command: str | None = None) -> dict:
+    """Score the plan before (with the exact-quantized network), fine-tune, score after, write the weights and
+    recipe (:func:`write_result`) and, with a store, a ``finetune`` run record. Returns the recipe.
+
+    Scores are on ``score_images`` images of ``score_data`` (none without a store); ``eval_calib`` is the
+    calibration spec the scoring uses (None: eval's default, the same images ``setup`` was calibrated on).
+    """
+    weights = None if setup.weights["path"] == "default" else setup.weights["path"]
+    model = None if setup.model_name == "densedepth_mbv2" else setup.model_name
+    plan = {n: m for n, m in setup.assignment.items() if m != "exact"}
+    t0 = time.time()
+    before = dict(zip(("exact", "plan"), score_plans(model, weights, setup.config, eval_calib, score_data,
+                                                     score_images, [{}, plan], store, workers, progress))) \
+        if store is not None else {}
+    scoring = time.time() - t0
+    res = finetune(Path(out_dir), setup, ft, resume=resume, progress=progress)
+    final = Path(out_dir) / "final.pt"  # the weights scored below (the store keys them by content)
+    with pio.atomic_path(final) as tmp:
+        torch.save(res["state_dict"], tmp)
+    t1 = time.time()
+    after = {"plan": score_plans(model, str(final), setup.config, eval_calib, score_data, score_images, [plan],
+                                 store, workers, progress)[0]} if store is not None else {}
+    scoring += time.time() - t1
+    recipe = {"base_weights": setup.weights, "model": setup.model_name,
+              "plan": {"rules": [list(r) for r in setup.rules], "assignment": setup.assignment},
+              "multipliers": setup.digests, "accelerator": setup.config.to_dict(), "calib_data": setup.calib_data,
+              "finetune": asdict(ft), "log": res["log"], "train_seconds": round(res["seconds"], 1),
+              "resumed_from": res["resumed_from"],
+              "scores": {"before": before, "after": after, "data": score_data, "images": score_images,
+                         "protocol": "per-image", "scoring_seconds": round(scoring, 1)},
+              "command": command, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = write_result(export, res["state_dict"], recipe)
+    if store is not None:
+        curve = [{k: e[k] for k in ("step", "loss", "val_a1") if k in e} for e in res["log"]]
+        store.add_run("finetune", {"plan": plan, "weights": str(export), "sha256": meta["sha256"],
+                                   "gradient": ft.gradient, "steps": res["steps"], "before": before,
+                                   "after": after, "data": score_data, "images": score_images, "curve": curve,
+                                   "train_seconds": recipe["train_seconds"]})
+    return meta

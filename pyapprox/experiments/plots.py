@@ -78,3 +78,21 @@ def pareto_chart(rec: dict, path: Path) -> Path:
     fig.tight_layout()
     annotate_points(ax, [(r["cost"], r["metrics"][acc], r["multiplier"]) for r in rows])
     return _save(fig, path)
+
+
+def finetune_curve(rec: dict, path: Path) -> Path:
+    """Training loss (smoothed) and validation a1 against the step of one fine-tuning run."""
+    plt = _plt()
+    curve = rec["curve"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot([e["step"] for e in curve], [e["loss"] for e in curve], color="#2e86c1", lw=1, label="training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (moving average)", color="#2e86c1")
+    val = [(e["step"], e["val_a1"]) for e in curve if "val_a1" in e]
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot([s for s, _ in val], [a for _, a in val], "o-", color="#c0392b", label="validation a1")
+        ax2.set_ylabel("validation a1", color="#c0392b")
+    ax.set_title(f"fine-tuning ({rec['gradient']} gradients)")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -23,6 +23,9 @@ RUN_SCHEMAS = {
                                     "metrics": METRICS}]},
     "search": {"budget": [str], "plan": MapOf(str), "cost": NUMBER, "exact_cost": NUMBER, "saving": NUMBER,
                "evaluations": ANY, "baseline": METRICS, "metrics": METRICS, "key": str, "context": _CONTEXT},
+    "finetune": {"plan": MapOf(str), "weights": str, "gradient": str, "steps": int, "data": str,
+                 "images": Opt(ANY), "train_seconds": NUMBER, "before": Opt({"exact": METRICS, "plan": METRICS}),
+                 "after": Opt({"plan": METRICS}), "curve": [{"step": int, "loss": NUMBER, "val_a1": Opt(NUMBER)}]},
 }
 
 _CSS = """
@@ -64,7 +67,7 @@ def build_report(store) -> str:
              f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
     runs = store.runs(schemas=RUN_SCHEMAS)
     if not runs:
-        parts.append("<p>No sweeps or searches in this store yet.</p>")
+        parts.append("<p>No sweeps, searches or fine-tuning runs in this store yet.</p>")
     head = "".join(f"<th>{k}</th>" for k in METRIC_NAMES)
     panels_done = set()
 
@@ -117,9 +120,54 @@ def build_report(store) -> str:
                            for l, m in run["plan"].items())
             parts.append(f"<table class='plan'><tr><th class='l'>layer</th><th class='l'>multiplier</th></tr>{rows}</table>")
             parts.append(panels(run["key"], "plan predictions"))
+        elif run["kind"] == "finetune":
+            parts.append(finetune_section(run, head))
+    tuned = [r for r in runs if r["kind"] == "finetune" and r.get("before") and r.get("after")]
+    if tuned:
+        parts.append(finetune_summary(tuned))
     body = "\n".join(p for p in parts if p)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pyapprox results</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+
+
+def _plan_text(plan: dict) -> str:
+    mults = sorted(set(plan.values()))
+    return f"{len(plan)} layers: {', '.join(mults)}" if plan else "exact"
+
+
+def finetune_section(run: dict, head: str) -> str:
+    """One fine-tuning run: before/after table and the training curve."""
+    out = [f"<h2 id='run{run['id']}'>Fine-tuning ({html.escape(run['gradient'])}): "
+           f"{html.escape(_plan_text(run['plan']))}</h2>",
+           f"<p class='meta'>{run['steps']} steps in {run['train_seconds'] / 60:.1f} min; weights "
+           f"{html.escape(run['weights'])}; scored on {html.escape(str(run.get('images')))} images of "
+           f"{html.escape(run['data'])}</p>"]
+    if run.get("before") and run.get("after"):
+        b, a = run["before"], run["after"]["plan"]
+        delta = {k: a[k] - b["plan"][k] for k in METRIC_NAMES}
+        out.append(f"<table><tr><th class='l'>network</th>{head}</tr>"
+                   f"<tr><td class='l'>exact-quantized (base weights)</td>{_metrics_cells(b['exact'])}</tr>"
+                   f"<tr><td class='l'>plan, base weights</td>{_metrics_cells(b['plan'])}</tr>"
+                   f"<tr><td class='l'>plan, fine-tuned</td>{_metrics_cells(a)}</tr>"
+                   f"<tr><td class='l'>change by fine-tuning</td>{_metrics_cells(delta, True)}</tr></table>")
+    if run["curve"]:
+        out.append(_img(_png_of(plots.finetune_curve, run), "fine-tuning curve"))
+    return "".join(out)
+
+
+def finetune_summary(runs: list[dict]) -> str:
+    """ste vs lut side by side: a1 before and after, and the share of the a1 lost to the plan won back."""
+    rows = []
+    for r in sorted(runs, key=lambda r: (_plan_text(r["plan"]), r["gradient"])):
+        ex, b, a = r["before"]["exact"]["a1"], r["before"]["plan"]["a1"], r["after"]["plan"]["a1"]
+        lost = ex - b
+        back = f"{100 * (a - b) / lost:.0f}%" if lost > 1e-9 else "-"
+        rows.append(f"<tr><td class='l'>{html.escape(_plan_text(r['plan']))}</td><td class='l'>"
+                    f"{html.escape(r['gradient'])}</td><td>{r['steps']}</td><td>{ex:.4f}</td><td>{b:.4f}</td>"
+                    f"<td>{a:.4f}</td><td>{back}</td></tr>")
+    return ("<h2>Fine-tuning: ste vs lut gradients</h2><table><tr><th class='l'>plan</th><th class='l'>gradient</th>"
+            "<th>steps</th><th>a1 exact-quantized</th><th>a1 plan</th><th>a1 fine-tuned</th>"
+            "<th>a1 lost won back</th></tr>" + "".join(rows) + "</table>")
 
 
 def write_report(store, path: Path) -> Path:

@@ -148,7 +148,7 @@ def test_command_end_to_end_then_eval_says_when_the_plan_differs(tmp_path, capsy
     recipe = json.loads(Path("ft.json").read_text())
     assert recipe["kind"] == "pyapprox-finetune" and recipe["plan"]["rules"] == [["decoder", "mbm"]]
     assert recipe["finetune"]["steps"] == 2 and len(recipe["log"]) == 2
-    assert set(recipe["synthetic_test"]["before"]) == {"exact", "plan"} and recipe["synthetic_test"]["after"]["plan"]
+    assert set(recipe["scores"]["before"]) == {"exact", "plan"} and recipe["scores"]["after"]["plan"]
     assert recipe["multipliers"].keys() == {"mbm"}
     assert finetune_recipe("ft.pt")["sha256"] == recipe["sha256"]
     assert main(["eval", "--weights", "ft.pt", "--limit", "1", "--quiet", "--no-float", "--approx",
@@ -159,6 +159,11 @@ def test_command_end_to_end_then_eval_says_when_the_plan_differs(tmp_path, capsy
                  "decoder=trunc6"]) == 0
     out = capsys.readouterr().out
     assert "note: these weights were fine-tuned for another configuration" in out and "trunc6" in out
+    # the report shows the run: before/after, training curve, and the ste-vs-lut table
+    assert main(["report", "results/results.sqlite", "-o", "r.html"]) == 0
+    page = Path("r.html").read_text()
+    assert "Fine-tuning (ste): 14 layers: mbm" in page and "plan, fine-tuned" in page
+    assert "fine-tuning curve" in page and "ste vs lut" in page
     # a changed file no longer matches its recipe
     Path("ft.pt").write_bytes(Path("ft.pt").read_bytes() + b"x")
     assert main(["eval", "--weights", "ft.pt", "--limit", "1", "--quiet", "--no-float"]) == 2
