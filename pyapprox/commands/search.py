@@ -15,6 +15,14 @@ def configure(p) -> None:
                    help="transistors, gates, ice40_lut4 or xilinx_lut (default transistors)")
     p.add_argument("--refine", type=int, default=8, help="greedy single-move attempts after the bisection")
     p.add_argument("--plan-out", default="results/plan.json", help="where the plan file goes (.json)")
+    p.add_argument("--finetune", action="store_true",
+                   help="also fine-tune the more aggressive plans the budget rejected (bisection, at most "
+                        "--finetune-max runs) and check the budget after fine-tuning")
+    p.add_argument("--finetune-max", type=int, default=3, help="fine-tuning runs at most (default 3)")
+    p.add_argument("--finetune-steps", type=int, default=400, help="steps per fine-tuning run (default 400)")
+    p.add_argument("--finetune-gradient", choices=["ste", "lut"], default="ste")
+    p.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument("--finetune-out", default="results/finetune", help="folder of the fine-tuned weights")
     add_context_args(p)
 
 
@@ -37,15 +45,33 @@ def run(args) -> int:
                                  and n != exact_name(ctx)]
     for name in names:
         check_multiplier(name, ctx.accel)
+    finetuner = None
+    if args.finetune:
+        from pyapprox.experiments.finetune import FinetuneConfig, PlanFinetuner
+
+        if not 1 <= args.finetune_max <= 20:
+            raise PyapproxError(f"--finetune-max {args.finetune_max}: expected 1 to 20")
+        pio.check_output_dir(args.finetune_out, "--finetune-out")
+        ft = FinetuneConfig(steps=args.finetune_steps, gradient=args.finetune_gradient, lr=args.finetune_lr,
+                            warmup=min(20, args.finetune_steps - 1) if args.finetune_steps > 0 else 0)
     store = ResultStore(args.store)
+    if args.finetune:
+        finetuner = PlanFinetuner(ctx, ft, args.finetune_out, store, args.workers, not args.quiet)
     rec = search(ctx, budget, names, args.layers, store, args.cost_metric, args.refine, args.workers,
-                 args.scheduler, not args.quiet)
-    write_plan(plan_out, rec["plan"], {"budget": rec["budget"], "metrics": rec["metrics"],
-                                       "cost_saving": rec["saving"]})
+                 args.scheduler, not args.quiet, finetuner, args.finetune_max)
+    meta = {"budget": rec["budget"], "metrics": rec["metrics"], "cost_saving": rec["saving"]}
+    if rec["weights"]:
+        meta["weights"] = rec["weights"]
+    write_plan(plan_out, rec["plan"], meta)
     print(f"budget {', '.join(rec['budget'])}: met with {len(rec['plan'])} approximate layers, "
           f"{100 * rec['saving']:.1f}% less {rec['cost_metric']} x MACs than exact "
           f"({rec['evaluations']} whole-network evaluations)")
     print("metrics: " + " ".join(f"{k}={v:.4f}" for k, v in rec["metrics"].items()))
     print("exact:   " + " ".join(f"{k}={v:.4f}" for k, v in rec["baseline"].items()))
-    print(f"plan written to {args.plan_out} (pyapprox eval --plan {args.plan_out})")
+    for t in rec["finetuned"]:
+        print(f"fine-tuned {t['layers']} approximate layers ({100 * (1 - t['cost'] / rec['exact_cost']):.1f}% saved): "
+              f"{budget[0].metric} {t['before'][budget[0].metric]:.4f} -> {t['after'][budget[0].metric]:.4f}, "
+              f"budget {'met' if t['ok'] else 'missed'} ({t['weights']})")
+    weights = f" --weights {rec['weights']}" if rec["weights"] else ""
+    print(f"plan written to {args.plan_out} (pyapprox eval --plan {args.plan_out}{weights})")
     return 0

@@ -351,3 +351,41 @@ def run_finetune(setup: Setup, ft: FinetuneConfig, out_dir: Path, export: Path, 
                                    "after": after, "data": score_data, "images": score_images, "curve": curve,
                                    "train_seconds": recipe["train_seconds"]})
     return meta
+
+
+class PlanFinetuner:
+    """Fine-tunes whole plans for ``search --finetune``: each plan in its own folder ``OUT/<digest>/`` (resumable;
+    a plan fine-tuned before is not trained again), scored on the search's own data through the store."""
+
+    def __init__(self, ctx, ft: FinetuneConfig, out_dir: Path, store, workers: int = 2, progress: bool = True):
+        self.ctx, self.ft, self.out_dir, self.store = ctx, ft, Path(out_dir), store
+        self.workers, self.progress = workers, progress
+        self._setup_parts = None
+
+    def _parts(self):
+        if self._setup_parts is None:
+            from pyapprox.data import open_dataset
+            from pyapprox.eval.evaluate import calibration_images
+            from pyapprox.models.network import is_default, load_network
+            from pyapprox.models.weights import DEFAULT_WEIGHTS
+
+            ctx = self.ctx
+            model = load_network(ctx.model, ctx.weights)
+            data = open_dataset(ctx.data, ctx.limit, progress=False)
+            calib = calibration_images(data, ctx.accel, ctx.calib_data, self.progress)
+            wfile = ctx.weights or (ctx.model if not is_default(ctx.model) else str(DEFAULT_WEIGHTS))
+            self._setup_parts = (model, wfile, calib)
+        return self._setup_parts
+
+    def __call__(self, plan: dict) -> tuple[dict, dict]:
+        """(metrics of the fine-tuned plan on the search's data, {"weights": path, "sha256": digest})."""
+        model, wfile, calib = self._parts()
+        ctx = self.ctx
+        digest = hashlib.sha256(json.dumps(sorted(plan.items())).encode()).hexdigest()[:16]
+        setup = make_setup(model, ctx.model or "densedepth_mbv2", ctx.weights or "default", wfile,
+                           sorted(plan.items()), ctx.accel, calib, ctx.calib_data or f"eval's default for {ctx.data}")
+        folder = self.out_dir / digest
+        export = folder / "finetuned.pt"
+        meta = run_finetune(setup, self.ft, folder, export, self.store, ctx.data, ctx.limit, ctx.calib_data,
+                            self.workers, True, self.progress, None)
+        return meta["scores"]["after"]["plan"], {"weights": str(export), "sha256": meta["sha256"]}

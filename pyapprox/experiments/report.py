@@ -22,7 +22,9 @@ RUN_SCHEMAS = {
                           "rows": [{"multiplier": str, "key": str, "cost": NUMBER_OR_NULL, "pareto": Opt(ANY),
                                     "metrics": METRICS}]},
     "search": {"budget": [str], "plan": MapOf(str), "cost": NUMBER, "exact_cost": NUMBER, "saving": NUMBER,
-               "evaluations": ANY, "baseline": METRICS, "metrics": METRICS, "key": str, "context": _CONTEXT},
+               "evaluations": ANY, "baseline": METRICS, "metrics": METRICS, "key": str, "context": _CONTEXT,
+               "weights": Opt(ANY), "finetuned": Opt([{"layers": int, "cost": NUMBER, "before": METRICS,
+                                                        "after": METRICS, "ok": ANY, "weights": str}])},
     "finetune": {"plan": MapOf(str), "weights": str, "gradient": str, "steps": int, "data": str,
                  "images": Opt(ANY), "train_seconds": NUMBER, "before": Opt({"exact": METRICS, "plan": METRICS}),
                  "after": Opt({"plan": METRICS}), "curve": [{"step": int, "loss": NUMBER, "val_a1": Opt(NUMBER)}]},
@@ -119,6 +121,17 @@ def build_report(store) -> str:
             rows = "".join(f"<tr><td class='l'>{html.escape(l)}</td><td class='l'>{html.escape(m)}</td></tr>"
                            for l, m in run["plan"].items())
             parts.append(f"<table class='plan'><tr><th class='l'>layer</th><th class='l'>multiplier</th></tr>{rows}</table>")
+            if run.get("finetuned"):
+                rows = "".join(
+                    f"<tr><td>{t['layers']}</td><td>{100 * (1 - t['cost'] / run['exact_cost']):.1f}%</td>"
+                    f"<td>{t['before']['a1']:.4f}</td><td>{t['after']['a1']:.4f}</td>"
+                    f"<td>{'met' if t['ok'] else 'missed'}</td><td class='l'>{html.escape(t['weights'])}</td></tr>"
+                    for t in run["finetuned"])
+                parts.append("<p>Plans the budget rejected, fine-tuned and measured again:</p><table><tr>"
+                             "<th>approximate layers</th><th>saved</th><th>a1 before</th><th>a1 fine-tuned</th>"
+                             f"<th>budget</th><th class='l'>weights</th></tr>{rows}</table>")
+            if run.get("weights"):
+                parts.append(f"<p>The plan uses fine-tuned weights: {html.escape(str(run['weights']))}</p>")
             parts.append(panels(run["key"], "plan predictions"))
         elif run["kind"] == "finetune":
             parts.append(finetune_section(run, head))

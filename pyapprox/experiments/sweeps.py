@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -267,7 +267,8 @@ def check_budget_feasible(budget: list[Constraint], base_record: dict, data: str
 
 
 def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], selector: str, store,
-           cost_metric="transistors", refine: int = 8, workers=1, scheduler=None, progress=True) -> dict:
+           cost_metric="transistors", refine: int = 8, workers=1, scheduler=None, progress=True,
+           finetuner=None, finetune_max: int = 3) -> dict:
     """Assign a multiplier per layer minimising total cost within the budget.
 
     1. Sensitivity: every (layer, multiplier) alone (the ``sweep layers`` data, from the store when present).
@@ -276,6 +277,10 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
        evaluating whole plans; then up to ``refine`` single moves are tried greedily beyond that prefix.
     Every accepted plan is evaluated on the data, so the result meets the budget by measurement. The exact
     network is evaluated first: a budget it misses itself is refused before any search.
+    4. With a ``finetuner`` (:class:`pyapprox.experiments.finetune.PlanFinetuner`): the longer prefixes the
+       budget rejected are bisected again, each probe fine-tuned and then measured (at most ``finetune_max``
+       fine-tunings); the budget is checked after fine-tuning, against the exact-quantized base network, so a
+       plan rejected before may be accepted with its fine-tuned weights.
     """
     if not multipliers:
         raise PyapproxError("the multiplier list is empty")
@@ -345,11 +350,30 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     if not ok:  # cannot happen unless evaluation is non-deterministic: be explicit rather than silent
         raise PyapproxError("the selected plan does not meet the budget when re-evaluated")
     key = run_jobs(ctx, [Job.of(plan, panels=2)], store, 1, scheduler, False)[0]
+    tuned, weights = [], None
+    if finetuner is not None:
+        flo, fhi = lo, len(moves)
+        while flo < fhi and len(tuned) < finetune_max:
+            mid = (flo + fhi + 1) // 2
+            cand = plan_of(moves[:mid])
+            before, _ = check(cand)
+            after, meta = finetuner(cand)
+            good = all(c.ok(after, base) for c in budget)
+            tuned.append({"prefix": mid, "layers": len(cand), "cost": plan_cost(cand, all_layers, costs, exact),
+                          "before": before, "after": after, "ok": good, "weights": meta["weights"]})
+            if good:
+                flo = mid
+                plan, metrics, weights = cand, after, meta["weights"]
+            else:
+                fhi = mid - 1
+        if weights is not None:  # the accepted plan's evaluation with its fine-tuned weights
+            key = run_jobs(replace(ctx, weights=weights), [Job.of(plan, panels=2)], store, 1, scheduler, False)[0]
     total = plan_cost(plan, all_layers, costs, exact)
     exact_total = plan_cost({}, all_layers, costs, exact)
     record = {"budget": [str(c) for c in budget], "multipliers": multipliers, "selector": selector,
               "plan": plan, "metrics": metrics, "baseline": base, "cost": total, "exact_cost": exact_total,
               "saving": 1 - total / exact_total, "cost_metric": cost_metric, "key": key,
-              "evaluations": len(evaluated) + tried + 1, "context": ctx.identity()}
+              "evaluations": len(evaluated) + tried + 1, "context": ctx.identity(), "finetuned": tuned,
+              "weights": weights}
     store.add_run("search", record)
     return record

@@ -154,3 +154,28 @@ def test_dask_local_cluster_matches_local_processes(ctx, tmp_path):
         k_dask = run_jobs(ctx, jobs, remote, scheduler=cluster.scheduler_address, progress=False)
     assert k_local == k_dask
     assert remote.get(k_dask[0])["metrics"] == local.get(k_local[0])["metrics"]
+
+
+def test_search_finetune_checks_the_budget_after_fine_tuning(ctx, store, weights):
+    """search --finetune: plans the budget rejected are bisected again through the fine-tuner; one that meets the
+    budget after fine-tuning is accepted with its weights (a stand-in fine-tuner that 'recovers' everything)."""
+    calls = []
+
+    class Recovering:
+        out_dir = "unused"
+
+        def __call__(self, plan):
+            calls.append(dict(plan))
+            base = run_jobs(ctx, [Job.of({})], store, 1, None, False)[0]
+            return dict(store.get(base)["metrics"]), {"weights": str(weights), "sha256": "x"}
+
+    budget = parse_budget("rel<=1.0*exact, a1>=1.0*exact")
+    plain = search(ctx, budget, ["trunc6", "drum4"], LAYERS, store, refine=0, progress=False)
+    tuned = search(ctx, budget, ["trunc6", "drum4"], LAYERS, store, refine=0, progress=False,
+                   finetuner=Recovering(), finetune_max=2)
+    assert calls and len(calls) <= 2
+    assert plain["weights"] is None and plain["finetuned"] == []
+    assert tuned["weights"] == str(weights) and tuned["plan"] == calls[-1]
+    assert tuned["saving"] > plain["saving"] and tuned["metrics"] == plain["baseline"]
+    for t in tuned["finetuned"]:  # each probe was a plan the budget rejected before fine-tuning
+        assert not all(c.ok(t["before"], plain["baseline"]) for c in budget) and t["ok"]
