@@ -146,7 +146,8 @@ def _validate(net: QATNetwork, rgb: np.ndarray, depth: np.ndarray) -> dict:
     from pyapprox.models.densedepth_mbv2 import preprocess
 
     with torch.no_grad():
-        preds = [prediction_to_depth(net(preprocess(rgb[i:i + 1])).numpy()) for i in range(len(rgb))]
+        dev = next(net.parameters()).device
+        preds = [prediction_to_depth(net(preprocess(rgb[i:i + 1]).to(dev)).cpu().numpy()) for i in range(len(rgb))]
     res = evaluate_depth(depth, np.concatenate(preds), crop=True)
     return {k: float(res[k]) for k in ("a1", "rel", "rms")}
 
@@ -207,7 +208,9 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
         if rgb.shape[1] < ft.crop_h or rgb.shape[2] < ft.crop_w:
             raise PyapproxError(f"finetune: crop {ft.crop_h}x{ft.crop_w} is larger than the training images "
                                 f"({rgb.shape[1]}x{rgb.shape[2]})")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # GPU: LUT convs as PyTorch ops
         net = QATNetwork(setup.model, setup.calib_images, setup.config, setup.luts, ft.gradient, ft.grad_step)
+        net.to(device)
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=ft.weight_decay)
         rng = np.random.default_rng(ft.seed)
@@ -231,8 +234,8 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
                     net.recalibrate(setup.calib_images)
                 idx = rng.integers(0, len(rgb), size=ft.batch)
                 r, d = _augment(rgb[idx], depth[idx], _crop_cfg(ft), rng)
-                x = _to_input(r)
-                target = F.avg_pool2d(depth_to_target(torch.from_numpy(d)[:, None]), 2)
+                x = _to_input(r).to(device)
+                target = F.avg_pool2d(depth_to_target(torch.from_numpy(d)[:, None]), 2).to(device)
                 for g in opt.param_groups:
                     g["lr"] = _lr(step, ft)
                 pred = net(x)
@@ -267,7 +270,8 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
             raise
         finally:
             bar.close()
-        return {"state_dict": net.float_state_dict(), "log": log, "seconds": log[-1]["seconds"] if log else 0.0,
+        return {"state_dict": {k: v.cpu() for k, v in net.float_state_dict().items()}, "log": log,
+                "seconds": log[-1]["seconds"] if log else 0.0,
                 "steps": step, "resumed_from": resumed}
     finally:
         torch.set_num_threads(threads)

@@ -91,7 +91,7 @@ def lut_backward_torch(codes: torch.Tensor, wcodes: torch.Tensor, gacc: torch.Te
 
 def _lut_backward(codes, wcodes, gacc, tables, offset, stride, padding, dilation, groups, need_x=True, need_w=True):
     """Dispatch of the ``lut`` backward: compiled kernels on the CPU, PyTorch ops elsewhere."""
-    gw, gx = tables[:2]
+    gw, gx = (t.to(codes.device) for t in tables[:2])
     if codes.device.type == "cpu":
         try:
             from pyapprox.nn.kernels import grad as kgrad
@@ -211,6 +211,8 @@ class QATConv(nn.Module):
         if self.q is None:
             raise PyapproxError(f"layer {self.name}: not calibrated (QATNetwork.recalibrate)")
         w, b = fold(self.conv, self.bn)
+        if self.q.weight_scale.device != w.device:
+            self.q.to(w.device)
         self.q.set_weights(w.detach(), b.detach())
         lead = x.shape[:-1] if self.q.linear else None
         y = _QATFunction.apply(self.q.as_conv_input(x), w, b, self)

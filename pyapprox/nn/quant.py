@@ -227,11 +227,13 @@ class QConv2d(nn.Module):
         self._buffer("weight_scale", s_w.float())
         self._buffer("acc_scale", acc_scale.to(torch.float64))
         if self.s_out is not None:
-            mult, shift = QF.requant_params((acc_scale / self.s_out).numpy(), cfg.requant_bits)
-            self._buffer("rq_mult", torch.from_numpy(mult))
-            self._buffer("rq_shift", torch.from_numpy(shift))
+            dev = w.device
+            mult, shift = QF.requant_params((acc_scale / self.s_out).cpu().numpy(), cfg.requant_bits)
+            self._buffer("rq_mult", torch.from_numpy(mult).to(dev))
+            self._buffer("rq_shift", torch.from_numpy(shift).to(dev))
             slope = leaky_slope(self.act)
-            self.rq_mult_neg = torch.from_numpy(np.round(slope * mult).astype(np.int64)) if slope is not None else None
+            neg = torch.from_numpy(np.round(slope * mult).astype(np.int64)).to(dev) if slope is not None else None
+            self._buffer("rq_mult_neg", neg)  # a buffer (None without LeakyReLU): moves with .to(device)
 
     def _buffer(self, name: str, value: torch.Tensor) -> None:
         if name in self._buffers:

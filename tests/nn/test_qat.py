@@ -217,3 +217,22 @@ def test_lut_and_ste_agree_on_the_exact_multiplier(user_net, images):
     for n in grads["ste"]:
         a, b = grads["ste"][n], grads["lut"][n]
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max() + 1e-12)), n
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("gradient", ["ste", "lut"])
+def test_gpu_training_step_matches_the_cpu(user_net, images, gradient):
+    """On a GPU the LUT convs and the lut backward run as PyTorch ops: forward bit-identical to the CPU's,
+    gradients equal up to float summation order."""
+    luts = _luts(user_net, [("all", "mbm"), ("pw", "trunc6")])
+    grads = {}
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        net = QATNetwork(user_net, images[:2], CFG, luts, gradient).to(dev)
+        y = net(images[2].to(dev))
+        y.square().mean().backward()
+        outs[dev] = y.detach().cpu()
+        grads[dev] = {n: p.grad.cpu() for n, p in net.named_parameters() if p.grad is not None}
+    assert torch.equal(outs["cpu"], outs["cuda"])
+    for n, g in grads["cpu"].items():
+        assert torch.allclose(g, grads["cuda"][n], rtol=1e-4, atol=1e-5 * float(g.abs().max() + 1e-12)), n
