@@ -143,6 +143,9 @@ def run(args) -> int:
     print(f"image: {image_text}; model: {args.model or 'densedepth_mbv2'}; weights: "
           f"{args.weights or ('default (synthetic)' if is_default(args.model) else 'in the model file')}")
     print(f"accelerator: {cfg.describe()}")
+    note = _finetune_note(args, kinds, cfg)
+    if note:
+        print(note)
     print(format_report(rep))
     if args.json:
         out = rep.to_dict()
@@ -151,3 +154,22 @@ def run(args) -> int:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         pio.write_json(Path(args.json), out)
     return 1 if rep.mismatches else 0
+
+
+def _finetune_note(args, kinds, cfg) -> str | None:
+    """For fine-tuned weights: what they were fine-tuned for, and a note when the co-simulated layers' multiplier
+    or the accelerator differs from it."""
+    from pyapprox.eval.recipe import finetune_recipe, plan_note
+    from pyapprox.lut.library import get_lut
+    from pyapprox.nn.plan import select
+
+    recipe = finetune_recipe(args.weights)
+    if recipe is None:
+        return None
+    trained = recipe["plan"]["assignment"]
+    layers = {n for sel in args.layer for n in select(sel, kinds)}
+    used = {n: (args.multiplier if n in layers else trained.get(n, "exact")) for n in kinds}
+    digests = {} if args.multiplier == "exact" else {args.multiplier: get_lut(args.multiplier).digest()}
+    rules = ", ".join(f"{s}={m}" for s, m in recipe["plan"]["rules"]) or "exact"
+    note = plan_note(recipe, used, cfg.to_dict(), digests)
+    return f"weights fine-tuned for: {rules}" + ("\n" + note if note else "")

@@ -66,6 +66,13 @@ def run(args) -> int:
     print(f"budget {', '.join(rec['budget'])}: met with {len(rec['plan'])} approximate layers, "
           f"{100 * rec['saving']:.1f}% less {rec['cost_metric']} x MACs than exact "
           f"({rec['evaluations']} whole-network evaluations)")
+    from pyapprox.eval.recipe import finetune_recipe
+
+    recipe = finetune_recipe(args.weights)
+    if recipe is not None:
+        print("note: the search started from weights fine-tuned for "
+              + (", ".join(f"{s}={m}" for s, m in recipe["plan"]["rules"]) or "exact")
+              + "; its plans use other multipliers on some layers")
     print("metrics: " + " ".join(f"{k}={v:.4f}" for k, v in rec["metrics"].items()))
     print("exact:   " + " ".join(f"{k}={v:.4f}" for k, v in rec["baseline"].items()))
     for t in rec["finetuned"]:
