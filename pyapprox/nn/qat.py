@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from pyapprox.errors import PyapproxError
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.fusion import fusion_groups, leaky_slope
-from pyapprox.nn.quant import FusedConv, QConv2d, _activate, _set_module, fold, fuse_and_calibrate
+from pyapprox.nn.quant import FusedConv, QConv2d, _set_module, fold, fuse_and_calibrate
 
 GRADIENTS = ("ste", "lut")
 DEFAULT_GRAD_STEP = 4
