@@ -19,7 +19,8 @@ def add_network_args(p, model_help: str | None = None) -> None:
                                                  "eval, sweep and search: a depth network with densedepth_mbv2's "
                                                  "interface, normalised RGB in, DenseDepth depth out)")
     p.add_argument("--weights", help="densedepth_mbv2 checkpoint (default: the committed synthetic-trained weights; "
-                                     "for an ONNX model: a state_dict of the converted network, e.g. from `pyapprox finetune`)")
+                                     "for an ONNX model: a state_dict of the converted network, e.g. from "
+                                     "`pyapprox finetune`)")
     p.add_argument("--config", help="accelerator configuration JSON (see pyapprox.nn.config.AccelConfig)")
     p.add_argument("--operand-format", choices=["sign-magnitude", "int8"])
 

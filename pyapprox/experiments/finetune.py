@@ -241,7 +241,8 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
                 pred = net(x)
                 loss = log_depth_loss(pred, target) if ft.loss == "log" else depth_loss(pred, target)
                 if not torch.isfinite(loss):
-                    raise PyapproxError(f"finetune: the loss is {float(loss.detach())} at step {step + 1} (learning rate "
+                    raise PyapproxError(f"finetune: the loss is {float(loss.detach())} at step {step + 1} (learning "
+                                        f"rate "
                                         f"{_lr(step, ft):.2g} too high?); nothing was exported"
                                         + (f"; the last checkpoint ({ckpt}) holds step {log[-1]['step']}"
                                            if ckpt.exists() and log else ""))
@@ -314,8 +315,8 @@ def score_plans(model: str | None, weights: str | None, cfg: AccelConfig, calib_
             for k_ in keys]
 
 
-def run_finetune(setup: Setup, ft: FinetuneConfig, out_dir: Path, export: Path, store=None, score_data: str = "synthetic",
-                 score_images: int | None = 200, eval_calib: str | None = None, workers: int = 2, resume: bool = True,
+def run_finetune(setup: Setup, ft: FinetuneConfig, out_dir: Path, export: Path, store=None,
+                 score_data: str = "synthetic", score_images: int | None = 200, eval_calib: str | None = None, workers: int = 2, resume: bool = True,
                  progress: bool = True, command: str | None = None) -> dict:
     """Score the plan before (with the exact-quantized network), fine-tune, score after, write the weights and
     recipe (:func:`write_result`) and, with a store, a ``finetune`` run record. Returns the recipe.

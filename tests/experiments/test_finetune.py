@@ -112,8 +112,8 @@ def test_bad_settings(field, value, text):
 
 def _cli(tmp_path, *extra):
     return ["finetune", "--out", str(tmp_path / "out"), "--test-images", "0", "--quiet", "--steps", "2",
-            "--warmup", "1", "--batch", "1", "--crop-h", "64", "--crop-w", "96", "--train-images", "2",
-            "--val-images", "1", "--val-every", "2", *extra]
+            "--workers", "1", "--warmup", "1", "--batch", "1", "--crop-h", "64", "--crop-w", "96",
+            "--train-images", "2", "--val-images", "1", "--val-every", "2", *extra]
 
 
 @pytest.mark.parametrize("extra, text", [
