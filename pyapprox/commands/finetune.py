@@ -17,7 +17,7 @@ SETTINGS = {
     "batch": (int, 2, "images per step"),
     "crop_h": (int, 480, "training crop height (480: whole frames)"),
     "crop_w": (int, 640, "training crop width (640: whole frames)"),
-    "lr": (float, 1e-4, "peak learning rate (AdamW; warm-up, then cosine decay to 5%)"),
+    "lr": (float, 3e-5, "peak learning rate (AdamW; warm-up, then cosine decay to 5%)"),
     "weight_decay": (float, 0.0, "AdamW weight decay"),
     "warmup": (int, 20, "warm-up steps"),
     "train_images": (int, 1500, "synthetic training images drawn from"),
@@ -28,6 +28,8 @@ SETTINGS = {
     "gradient": (str, "ste", "ste (the exact product's gradient) or lut (slopes of the multiplier's own table)"),
     "grad_step": (int, 4, "lut gradients: central-difference step in codes"),
     "loss": (str, "log", "log (L1 of log depth and its gradients) or densedepth (SSIM + gradients + L1)"),
+    "bias_correction": (int, 8, "before step 1, shift each approximate layer's bias by its mean error on this many "
+                                "whole training frames (0: none)"),
     "seed": (int, 0, "random seed (batches, crops, flips, colour jitter)"),
     "threads": (int, 2, "CPU threads"),
 }

@@ -21,7 +21,7 @@ def configure(p) -> None:
     p.add_argument("--finetune-max", type=int, default=3, help="fine-tuning runs at most (default 3)")
     p.add_argument("--finetune-steps", type=int, default=400, help="steps per fine-tuning run (default 400)")
     p.add_argument("--finetune-gradient", choices=["ste", "lut"], default="ste")
-    p.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument("--finetune-lr", type=float, default=3e-5)
     p.add_argument("--finetune-out", default="results/finetune", help="folder of the fine-tuned weights")
     add_context_args(p)
 

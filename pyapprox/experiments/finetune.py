@@ -41,7 +41,7 @@ class FinetuneConfig:
     batch: int = 2
     crop_h: int = 480  # whole frames by default: the depth scale depends on them
     crop_w: int = 640
-    lr: float = 1e-4
+    lr: float = 3e-5
     weight_decay: float = 0.0
     warmup: int = 20
     train_images: int = 1500
@@ -52,6 +52,7 @@ class FinetuneConfig:
     gradient: str = "ste"
     grad_step: int = DEFAULT_GRAD_STEP
     loss: str = "log"
+    bias_correction: int = 8  # training images of the bias correction before step 1 (0: none)
     seed: int = 0
     threads: int = 2
 
@@ -72,6 +73,8 @@ class FinetuneConfig:
                      "train_images"):
             if getattr(self, name) < 1:
                 bad(name, "at least 1")
+        if not 0 <= self.bias_correction <= 64:
+            bad("bias_correction", "0 (none) to 64 images")
         if self.batch > 64:
             bad("batch", "at most 64")
         for name, full in (("crop_h", 480), ("crop_w", 640)):
@@ -223,9 +226,18 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
             rng.bit_generator.state = state["rng"]
             step, log, resumed = state["step"], state["log"], state["step"]
         start = time.time() - (log[-1]["seconds"] if log else 0.0)
+        if step == 0:  # bias correction on whole training frames, then the curve's first point
+            if ft.bias_correction:
+                n = min(ft.bias_correction, len(rgb))
+                net.correct_bias(_to_input(rgb[:n].astype(np.float32) / 255.0).to(device), setup.calib_images)
+            log = [{"step": 0, "loss": None, "lr": 0.0, "seconds": time.time() - start,
+                    **{f"val_{k}": v for k, v in _validate(net, vrgb, vdepth).items()}}]
+            if progress:
+                print(f"step 0{' (bias corrected)' if ft.bias_correction else ''}: val a1 {log[0]['val_a1']:.4f} "
+                      f"rel {log[0]['val_rel']:.4f}")
         bar = tqdm(total=ft.steps, initial=step, desc=f"finetune ({ft.gradient})", unit="step",
                    disable=not progress)
-        running = log[-1]["loss"] if log else None
+        running = log[-1]["loss"] if log and log[-1]["loss"] is not None else None
         finished = rng.bit_generator.state  # the random state right after the last finished step
         scales = net.scales()  # and the scales it ended with
         try:

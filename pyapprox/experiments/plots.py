@@ -85,7 +85,8 @@ def finetune_curve(rec: dict, path: Path) -> Path:
     plt = _plt()
     curve = rec["curve"]
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot([e["step"] for e in curve], [e["loss"] for e in curve], color="#2e86c1", lw=1, label="training loss")
+    losses = [e for e in curve if e["loss"] is not None]
+    ax.plot([e["step"] for e in losses], [e["loss"] for e in losses], color="#2e86c1", lw=1, label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (moving average)", color="#2e86c1")
     val = [(e["step"], e["val_a1"]) for e in curve if "val_a1" in e]

@@ -27,7 +27,7 @@ RUN_SCHEMAS = {
                                                         "after": METRICS, "ok": ANY, "weights": str}])},
     "finetune": {"plan": MapOf(str), "weights": str, "gradient": str, "steps": int, "data": str,
                  "images": Opt(ANY), "train_seconds": NUMBER, "before": Opt({"exact": METRICS, "plan": METRICS}),
-                 "after": Opt({"plan": METRICS}), "curve": [{"step": int, "loss": NUMBER, "val_a1": Opt(NUMBER)}]},
+                 "after": Opt({"plan": METRICS}), "curve": [{"step": int, "loss": NUMBER_OR_NULL, "val_a1": Opt(NUMBER)}]},
 }
 
 _CSS = """

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pyapprox.errors import PyapproxError
+from pyapprox.nn import functional as QF
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.fusion import fusion_groups, leaky_slope
 from pyapprox.nn.quant import FusedConv, QConv2d, _set_module, fold, fuse_and_calibrate
@@ -189,6 +190,7 @@ class QATConv(nn.Module):
         self.gradient, self.grad_step = gradient, int(grad_step)
         self.lut = None
         self._tables = None
+        self.correcting = False
         object.__setattr__(self, "q", None)  # the QConv2d: not a submodule (its codes are derived state)
 
     def configure(self, s_in: float, s_out: float | None, cfg: AccelConfig, lut, backend: str = "auto") -> None:
@@ -207,9 +209,28 @@ class QATConv(nn.Module):
                             np.ascontiguousarray(gw.T))
         return self._tables
 
+    @torch.no_grad()
+    def correct_bias(self, x: torch.Tensor) -> None:
+        """Shift the bias by minus the mean error (approximate minus exact accumulator, per output channel) that
+        the multiplier makes on input ``x``: BatchNorm's beta when there is one, else the conv's bias."""
+        w, b = fold(self.conv, self.bn)
+        self.q.set_weights(w, b)
+        codes = self.q.quantize_input(self.q.as_conv_input(x))
+        conv = self.q.conv
+        acc = conv(codes)
+        exact = QF.int_conv2d_exact(codes, conv.weight_codes, conv.bias_codes, conv.stride, conv.padding,
+                                    conv.dilation, conv.groups)
+        delta = -((acc - exact).double().mean((0, 2, 3)) * self.q.acc_scale).float()
+        if self.bn is not None and self.bn.bias is not None:  # the folded bias moves 1:1 with beta
+            self.bn.bias += delta.to(self.bn.bias.device)
+        elif self.bn is None and self.conv.bias is not None:
+            self.conv.bias += delta.to(self.conv.bias.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.q is None:
             raise PyapproxError(f"layer {self.name}: not calibrated (QATNetwork.recalibrate)")
+        if self.correcting:
+            self.correct_bias(x)
         w, b = fold(self.conv, self.bn)
         if self.q.weight_scale.device != w.device:
             self.q.to(w.device)
@@ -245,6 +266,21 @@ class QATNetwork(nn.Module):
                 if extra:
                     _set_module(net, extra, nn.Identity())
         self.net = net.eval()
+        self.recalibrate(calib_images)
+
+    @torch.no_grad()
+    def correct_bias(self, images: torch.Tensor, calib_images: list[torch.Tensor]) -> None:
+        """Bias correction: in one pass over ``images``, in forward order, each layer's bias absorbs the mean error
+        of its multiplier on the inputs it then receives (layers before it already corrected); then the scales
+        are recalibrated. Exact layers are left alone (their error is zero)."""
+        layers = [m for _, m in self.layers() if m.lut is not None]
+        for m in layers:
+            m.correcting = True
+        try:
+            self.net(images)
+        finally:
+            for m in layers:
+                m.correcting = False
         self.recalibrate(calib_images)
 
     def layers(self) -> list[tuple[str, QATConv]]:

@@ -47,8 +47,8 @@ def test_command_settings_mirror_the_config():
 def test_resume_after_interruption_gives_the_same_weights(tmp_path, data, setup, monkeypatch):
     ft = FT.FinetuneConfig(gradient="lut", **SMALL)
     whole = FT.finetune(tmp_path / "a", setup, ft, progress=False, data=data)
-    assert whole["steps"] == 4 and [e["step"] for e in whole["log"]] == [1, 2, 3, 4]
-    assert "val_a1" in whole["log"][1] and "val_a1" in whole["log"][3]
+    assert whole["steps"] == 4 and [e["step"] for e in whole["log"]] == [0, 1, 2, 3, 4]
+    assert all("val_a1" in whole["log"][i] for i in (0, 2, 4)) and "val_a1" not in whole["log"][1]
 
     calls = {"n": 0}
     forward = QATNetwork.forward
@@ -146,7 +146,7 @@ def test_command_end_to_end_then_eval_says_when_the_plan_differs(tmp_path, capsy
     assert "plan, fine-tuned" in out and "pyapprox eval --weights ft.pt --approx decoder=mbm" in out
     recipe = json.loads(Path("ft.json").read_text())
     assert recipe["kind"] == "pyapprox-finetune" and recipe["plan"]["rules"] == [["decoder", "mbm"]]
-    assert recipe["finetune"]["steps"] == 2 and len(recipe["log"]) == 2
+    assert recipe["finetune"]["steps"] == 2 and len(recipe["log"]) == 3
     assert set(recipe["scores"]["before"]) == {"exact", "plan"} and recipe["scores"]["after"]["plan"]
     assert recipe["multipliers"].keys() == {"mbm"}
     assert finetune_recipe("ft.pt")["sha256"] == recipe["sha256"]

@@ -236,3 +236,37 @@ def test_gpu_training_step_matches_the_cpu(user_net, images, gradient):
     assert torch.equal(outs["cpu"], outs["cuda"])
     for n, g in grads["cpu"].items():
         assert torch.allclose(g, grads["cuda"][n], rtol=1e-4, atol=1e-5 * float(g.abs().max() + 1e-12)), n
+
+
+def test_bias_correction_removes_the_mean_error_of_a_layer():
+    """After correct_bias on X, the first approximate layer's accumulators on X have the exact layer's mean,
+    per channel, to within one accumulator unit (the bias code is rounded); before, they were far off."""
+    torch.manual_seed(0)
+    model = _randomised(TwoLayer(), seed=1)
+    g = torch.Generator().manual_seed(2)
+    calib = [torch.randn(2, 3, 10, 12, generator=g)]
+    x = torch.randn(4, 3, 10, 12, generator=g)
+
+    def accumulators(net):
+        layer = dict(net.layers())["conv1"]
+        q = layer.q
+        w, b = fold(layer.conv, layer.bn)
+        q.set_weights(w, b)
+        codes = q.quantize_input(x)
+        exact = QF.int_conv2d_exact(codes, q.conv.weight_codes, q.conv.bias_codes, 1, 1)
+        return q.conv(codes).double(), exact.double()
+
+    net = QATNetwork(model, calib, CFG, {"conv1": get_lut("trunc6")})
+    scales = net.scales()
+    approx, exact = accumulators(net)
+    net.correct_bias(x, calib)
+    net.set_scales(scales)  # the same scales as before: only the bias moved
+    corrected, _ = accumulators(net)
+    before = (approx - exact).mean((0, 2, 3)).abs()
+    after = (corrected - exact).mean((0, 2, 3)).abs()
+    assert float(before.max()) > 5 and float(after.max()) <= 1.0, (before, after)  # two roundings of the bias
+    assert not torch.equal(net.float_state_dict()["bn1.bias"], model.bn1.bias)
+    assert torch.equal(net.float_state_dict()["conv1.weight"], model.conv1.weight)
+    untouched = QATNetwork(model, calib, CFG, {})
+    untouched.correct_bias(x, calib)  # no approximate layer: nothing to correct
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in untouched.float_state_dict().items())
