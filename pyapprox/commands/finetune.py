@@ -29,7 +29,7 @@ SETTINGS = {
     "grad_step": (int, 4, "lut gradients: central-difference step in codes"),
     "loss": (str, "log", "log (L1 of log depth and its gradients) or densedepth (SSIM + gradients + L1)"),
     "bias_correction": (int, 8, "before step 1, shift each approximate layer's bias by its mean error on this many "
-                                "whole training frames (0: none)"),
+                                "whole training frames, kept if it lowers their loss (0: none)"),
     "seed": (int, 0, "random seed (batches, crops, flips, colour jitter)"),
     "threads": (int, 2, "CPU threads"),
 }

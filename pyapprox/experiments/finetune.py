@@ -227,14 +227,14 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
             step, log, resumed = state["step"], state["log"], state["step"]
         start = time.time() - (log[-1]["seconds"] if log else 0.0)
         if step == 0:  # bias correction on whole training frames, then the curve's first point
-            if ft.bias_correction:
-                n = min(ft.bias_correction, len(rgb))
-                net.correct_bias(_to_input(rgb[:n].astype(np.float32) / 255.0).to(device), setup.calib_images)
+            corrected = _bias_correction(net, rgb, depth, ft, setup, device) if ft.bias_correction else None
             log = [{"step": 0, "loss": None, "lr": 0.0, "seconds": time.time() - start,
+                    **({"bias_correction": corrected} if corrected else {}),
                     **{f"val_{k}": v for k, v in _validate(net, vrgb, vdepth).items()}}]
             if progress:
-                print(f"step 0{' (bias corrected)' if ft.bias_correction else ''}: val a1 {log[0]['val_a1']:.4f} "
-                      f"rel {log[0]['val_rel']:.4f}")
+                what = "" if corrected is None else f" (bias correction {corrected['result']}: loss on its " \
+                    f"frames {corrected['loss_before']:.4f} -> {corrected['loss_after']:.4f})"
+                print(f"step 0{what}: val a1 {log[0]['val_a1']:.4f} rel {log[0]['val_rel']:.4f}")
         bar = tqdm(total=ft.steps, initial=step, desc=f"finetune ({ft.gradient})", unit="step",
                    disable=not progress)
         running = log[-1]["loss"] if log and log[-1]["loss"] is not None else None
@@ -288,6 +288,26 @@ def finetune(out_dir: Path, setup: Setup, ft: FinetuneConfig, resume: bool = Tru
                 "steps": step, "resumed_from": resumed}
     finally:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def _bias_correction(net: QATNetwork, rgb, depth, ft: FinetuneConfig, setup: Setup, device) -> dict:
+    """Bias correction (:meth:`QATNetwork.correct_bias`) on the first whole training frames, kept only when it
+    lowers the training loss on those frames (a mean shift suits biased errors such as truncation, not relative
+    ones such as Mitchell's logarithm); returns what happened."""
+    n = min(ft.bias_correction, len(rgb))
+    x = _to_input(rgb[:n].astype(np.float32) / 255.0).to(device)
+    target = F.avg_pool2d(depth_to_target(torch.from_numpy(depth[:n])[:, None]), 2).to(device)
+    loss = log_depth_loss if ft.loss == "log" else depth_loss
+    before = float(loss(net(x), target))
+    weights, scales = net.float_state_dict(), net.scales()
+    net.correct_bias(x, setup.calib_images)
+    after = float(loss(net(x), target))
+    if not after < before:
+        net.load_float_state_dict(weights)
+        net.set_scales(scales)
+    return {"images": n, "loss_before": before, "loss_after": after, "result": "kept" if after < before else
+            "reverted"}
 
 
 def _last_a1(log: list) -> str:

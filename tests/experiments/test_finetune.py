@@ -49,6 +49,8 @@ def test_resume_after_interruption_gives_the_same_weights(tmp_path, data, setup,
     whole = FT.finetune(tmp_path / "a", setup, ft, progress=False, data=data)
     assert whole["steps"] == 4 and [e["step"] for e in whole["log"]] == [0, 1, 2, 3, 4]
     assert all("val_a1" in whole["log"][i] for i in (0, 2, 4)) and "val_a1" not in whole["log"][1]
+    bc = whole["log"][0]["bias_correction"]  # kept only if it lowered the loss on its frames
+    assert bc["result"] == ("kept" if bc["loss_after"] < bc["loss_before"] else "reverted")
 
     calls = {"n": 0}
     forward = QATNetwork.forward
