@@ -293,13 +293,18 @@ class QATNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def float_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights under the float network's names, in its order (a state_dict it loads strictly)."""
+    def _float_names(self) -> dict[str, str]:
+        """Key prefixes of the training network -> the float network's (``conv.conv.`` -> ``conv.``, ...)."""
         rename = {}
         for conv_name, bn_name, _, _ in self.groups:
             rename[conv_name + ".conv."] = conv_name + "."
             if bn_name:
                 rename[conv_name + ".bn."] = bn_name + "."
+        return rename
+
+    def float_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights under the float network's names, in its order (a state_dict it loads strictly)."""
+        rename = self._float_names()
         out = {}
         for key, value in self.net.state_dict().items():
             for old, new in rename.items():
@@ -315,11 +320,7 @@ class QATNetwork(nn.Module):
 
     def load_float_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load weights given under the float network's names (the inverse of :meth:`float_state_dict`)."""
-        rename = {}
-        for conv_name, bn_name, _, _ in self.groups:
-            rename[conv_name + "."] = conv_name + ".conv."
-            if bn_name:
-                rename[bn_name + "."] = conv_name + ".bn."
+        rename = {new: old for old, new in self._float_names().items()}
         mapped = {}
         for key, value in state.items():
             for old, new in sorted(rename.items(), key=lambda kv: -len(kv[0])):
