@@ -8,7 +8,10 @@ and ``run(args) -> int``. Heavy imports (torch, numba) happen inside ``run`` so 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
+import signal
 import sys
 
 from pyapprox.errors import PyapproxError
@@ -65,8 +68,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+
+
+INTERRUPTED = 130
+
+
+def exit_interrupted() -> None:
+    """Leave the process with status 130 after an interrupt, whatever the interpreter's own shutdown would do: a
+    second Ctrl-C is ignored, exit handlers run, and the process ends at once (``os._exit``). A KeyboardInterrupt
+    that landed inside an extension's start-up can otherwise make CPython end the process with SIGINT itself
+    (status -2) after pyapprox had already reported it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe must not change the exit status
+            pass
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(INTERRUPTED)
+
+
+def console(argv: list[str] | None = None) -> int:
+    """The console entry point (``pyapprox``, ``python -m pyapprox``): ``main``, ending the process with 130 on
+    an interrupt (see ``exit_interrupted``). Tests call ``main`` itself, which returns."""
+    rc = main(argv)
+    if rc == INTERRUPTED:
+        exit_interrupted()
+    return rc
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

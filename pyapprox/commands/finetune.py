@@ -17,7 +17,7 @@ SETTINGS = {
     "batch": (int, 2, "images per step"),
     "crop_h": (int, 480, "training crop height (480: whole frames)"),
     "crop_w": (int, 640, "training crop width (640: whole frames)"),
-    "lr": (float, 3e-5, "peak learning rate (AdamW; warm-up, then cosine decay to 5%)"),
+    "lr": (float, 3e-5, "peak learning rate (AdamW; warm-up, then cosine decay to 5%%)"),
     "weight_decay": (float, 0.0, "AdamW weight decay"),
     "warmup": (int, 20, "warm-up steps"),
     "train_images": (int, 1500, "synthetic training images drawn from"),
