@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def configure(p) -> None:
-    from pyapprox.commands.eval import add_inputs_args, add_model_args
+    from pyapprox.commands.eval import add_model_args
 
     p.add_argument("--layer", action="append", required=True, metavar="SELECTOR",
                    help="layer(s) to co-simulate: a name (0.0, 1.conv.0.0, 1.conv.1, decoder.up0.convA), a glob, a "
@@ -25,6 +25,18 @@ def configure(p) -> None:
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--rows", type=int, default=8, help="PE rows (output channels per tile; default 8)")
     p.add_argument("--cols", type=int, default=8, help="PE columns (output pixels per tile; default 8)")
+    add_image_args(p, "co-simulated")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--build-dir", help="simulator build directory (default: in the pyapprox cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_model_args(p)
+
+
+def add_image_args(p, purpose: str) -> None:
+    """One input image of the default network (``--image``, ``--height``, ``--width``) or of an ONNX model
+    (``--inputs``, ``--input-index``); see :func:`quantized_model_and_image`."""
+    from pyapprox.commands.eval import add_inputs_args
+
     p.add_argument("--image", default="synthetic:0",
                    help="input image: synthetic:N (synthetic test image N, default 0) or an RGB image file "
                         "(.png/.jpg, or .npy uint8 [H, W, 3])")
@@ -32,11 +44,53 @@ def configure(p) -> None:
     p.add_argument("--width", type=int, default=640, help="synthetic image width (default 640)")
     add_inputs_args(p, "with --model FILE.onnx: the model's inputs; the first --calib-images calibrate, "
                        "--input-index is run")
-    p.add_argument("--input-index", type=int, default=0, help="which of --inputs is co-simulated (default 0)")
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
-    p.add_argument("--build-dir", help="simulator build directory (default: in the pyapprox cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
-    add_model_args(p)
+    p.add_argument("--input-index", type=int, default=0, help=f"which of --inputs is {purpose} (default 0)")
+
+
+def check_image_args(args) -> None:
+    """What can be checked about the image options before any work."""
+    if str(args.image).startswith("synthetic"):
+        from pyapprox.data import check_resolution
+
+        check_resolution(args.height, args.width, "--height/--width")
+
+
+def quantized_model_and_image(args, cfg, say, selectors=()):
+    """(calibrated quantized network, preprocessed image [1, ...], image description, the float network's layer
+    names) from the network, accelerator and image options; ``selectors`` are checked against the layers
+    before calibration."""
+    import torch
+
+    from pyapprox.data.inputs import load_inputs
+    from pyapprox.errors import PyapproxError
+    from pyapprox.eval.evaluate import calibration_images
+    from pyapprox.models.densedepth_mbv2 import preprocess
+    from pyapprox.models.network import is_default, load_network
+    from pyapprox.nn.plan import model_layers, select
+    from pyapprox.nn.quant import quantize_model
+
+    if not is_default(args.model) and not args.inputs:
+        raise PyapproxError(f"--model {args.model}: give its inputs with --inputs (.npy or a folder of images)")
+    model = load_network(args.model, args.weights)
+    kinds = model_layers(model)
+    for sel in selectors:
+        select(sel, kinds)  # unknown names fail here, listing the valid ones
+    if is_default(args.model):
+        rgb, image_text = load_image(args.image, args.height, args.width, not args.quiet)
+        image = preprocess(rgb)
+    else:
+        inputs = load_inputs(args.inputs, args.preprocess)
+        if not 0 <= args.input_index < len(inputs):
+            raise PyapproxError(f"--input-index {args.input_index}: {args.inputs} holds {len(inputs)} inputs")
+        image, image_text = inputs[args.input_index], f"{args.inputs} input {args.input_index}"
+    say(f"calibrating the quantized network ({cfg.describe()})")
+    with torch.no_grad():
+        if is_default(args.model):
+            calib = calibration_images(None, cfg, args.calib_data or "synthetic:val", not args.quiet)
+        else:
+            calib = inputs[:cfg.calib_images]
+        qmodel = quantize_model(model, calib, cfg, args.backend)
+    return qmodel, image, image_text, kinds
 
 
 def load_image(spec: str, height: int, width: int, progress: bool):
@@ -79,8 +133,8 @@ def run(args) -> int:
     from pyapprox import io as pio
     from pyapprox.commands.eval import accel_config
     from pyapprox.errors import PyapproxError
-    from pyapprox.nn.plan import model_layers, select
     from pyapprox.cosim import check_array_args, cosim_model, format_report, multiplier_rtl
+    from pyapprox.models.network import is_default
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"cosim: {msg}", flush=True))
     # everything that can be checked without the model or a simulator, first
@@ -90,10 +144,7 @@ def run(args) -> int:
         pio.check_output_path(args.json, "--json", (".json",))
     if args.build_dir:
         pio.check_output_dir(args.build_dir, "--build-dir")
-    if str(args.image).startswith("synthetic"):
-        from pyapprox.data import check_resolution
-
-        check_resolution(args.height, args.width, "--height/--width")
+    check_image_args(args)
     base = None
     if args.config:
         from pyapprox.nn.config import AccelConfig
@@ -105,37 +156,7 @@ def run(args) -> int:
     cfg = accel_config(args)
     rtl = multiplier_rtl(args.multiplier, cfg.operand_format)
     check_array_args(args.rows, args.cols, cfg.acc_bits, cfg.operand_format, rtl.p_bits)
-
-    import torch
-
-    from pyapprox.eval.evaluate import calibration_images
-    from pyapprox.models.densedepth_mbv2 import preprocess
-    from pyapprox.nn.quant import quantize_model
-
-    from pyapprox.data.inputs import load_inputs
-    from pyapprox.models.network import is_default, load_network
-
-    if not is_default(args.model) and not args.inputs:
-        raise PyapproxError(f"--model {args.model}: give its inputs with --inputs (.npy or a folder of images)")
-    model = load_network(args.model, args.weights)
-    kinds = model_layers(model)
-    for sel in args.layer:
-        select(sel, kinds)  # unknown names fail here, listing the valid ones
-    if is_default(args.model):
-        rgb, image_text = load_image(args.image, args.height, args.width, not args.quiet)
-        image = preprocess(rgb)
-    else:
-        inputs = load_inputs(args.inputs, args.preprocess)
-        if not 0 <= args.input_index < len(inputs):
-            raise PyapproxError(f"--input-index {args.input_index}: {args.inputs} holds {len(inputs)} inputs")
-        image, image_text = inputs[args.input_index], f"{args.inputs} input {args.input_index}"
-    say(f"calibrating the quantized network ({cfg.describe()})")
-    with torch.no_grad():
-        if is_default(args.model):
-            calib = calibration_images(None, cfg, args.calib_data or "synthetic:val", not args.quiet)
-        else:
-            calib = inputs[:cfg.calib_images]
-        qmodel = quantize_model(model, calib, cfg, args.backend)
+    qmodel, image, image_text, kinds = quantized_model_and_image(args, cfg, say, args.layer)
     t0 = time.perf_counter()
     rep = cosim_model(qmodel, image, args.layer, args.multiplier, rows=args.rows, cols=args.cols,
                       tiles=args.tiles or None, simulator=args.sim,

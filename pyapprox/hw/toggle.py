@@ -129,17 +129,43 @@ def outputs(net: GateNetlist, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
     return result
 
 
-def toggles(net: GateNetlist, inputs: dict[str, np.ndarray]) -> Activity:
-    """Per-net transition counts of the stream ``inputs`` (port -> values, one vector per cycle)."""
-    t = _check_stream(net, inputs)
-    counts = np.zeros(net.n_nets, np.int64)
-    last = None  # every net's value in the previous chunk's last vector, as bit 63 of a word
+def _transitions(net: GateNetlist, inputs: dict[str, np.ndarray], t: int):
+    """(start, stop, words): bit j of ``words[n, i]`` is 1 when net n changed from vector start + 64i + j - 1 to
+    start + 64i + j (never for vector 0, nor in the padding)."""
+    last = None  # every net's value in the previous chunk's last vector
     for start, stop, vals in _chunks(net, inputs, t):
         carry = np.empty_like(vals)
         carry[:, 1:] = vals[:, :-1] >> np.uint64(63)
         carry[:, 0] = (vals[:, 0] & np.uint64(1)) if last is None else last
-        shifted = (vals << np.uint64(1)) | carry
-        counts += np.bitwise_count(vals ^ shifted).sum(axis=1, dtype=np.int64)
+        yield start, stop, vals ^ ((vals << np.uint64(1)) | carry)
         tail = (stop - start - 1) % 64  # the last real vector's bit (padding repeats it)
         last = (vals[:, -1] >> np.uint64(tail)) & np.uint64(1)
+
+
+def toggles(net: GateNetlist, inputs: dict[str, np.ndarray]) -> Activity:
+    """Per-net transition counts of the stream ``inputs`` (port -> values, one vector per cycle)."""
+    t = _check_stream(net, inputs)
+    counts = np.zeros(net.n_nets, np.int64)
+    for _, _, changed in _transitions(net, inputs, t):
+        counts += np.bitwise_count(changed).sum(axis=1, dtype=np.int64)
     return Activity(counts, t)
+
+
+def toggles_per_segment(net: GateNetlist, inputs: dict[str, np.ndarray], starts) -> np.ndarray:
+    """[segments, nets] transition counts of a stream cut into independent segments beginning at the sorted
+    indices ``starts`` (0 first): no transition is counted into a segment's first vector."""
+    t = _check_stream(net, inputs)
+    starts = np.asarray(starts, np.int64)
+    if len(starts) == 0 or starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= t:
+        raise PyapproxError("segment starts must be increasing indices into the stream, beginning at 0")
+    if len(starts) == 1:
+        return toggles(net, inputs).toggles[None, :]
+    out = np.zeros((len(starts), net.n_nets), np.int64)
+    for start, stop, changed in _transitions(net, inputs, t):
+        bits = np.unpackbits(changed.view(np.uint8).reshape(net.n_nets, -1), axis=1,
+                             bitorder="little")[:, :stop - start]
+        bits[:, starts[(starts >= start) & (starts < stop)] - start] = 0
+        seg = np.searchsorted(starts, np.arange(start, stop), side="right") - 1
+        bounds = np.r_[0, np.flatnonzero(np.diff(seg)) + 1]
+        out[seg[bounds]] += np.add.reduceat(bits, bounds, axis=1, dtype=np.int64).T
+    return out

@@ -109,3 +109,19 @@ def test_a_stream_of_the_wrong_width_is_refused():
         toggle.toggles(net, {"a": np.zeros(4, int), "b": np.zeros(3, int)})
     with pytest.raises(PyapproxError, match="must be integers"):
         toggle.toggles(net, {"a": np.zeros(4), "b": np.zeros(4)})
+
+
+def test_segments_count_no_transition_into_their_first_vector(monkeypatch):
+    _, net = _netlist("drum4")
+    monkeypatch.setattr(toggle, "CHUNK", 256)
+    rng = np.random.default_rng(5)
+    n = 1000
+    inputs = {"a": rng.integers(0, 256, n), "b": rng.integers(0, 256, n)}
+    starts = np.array([0, 1, 63, 64, 200, 256, 257, 700, 999])
+    per_seg = toggle.toggles_per_segment(net, inputs, starts)
+    ends = np.append(starts[1:], n)
+    for k, (s, e) in enumerate(zip(starts, ends)):  # reference: each segment simulated on its own
+        alone = toggle.toggles(net, {p: v[s:e] for p, v in inputs.items()}).toggles
+        assert np.array_equal(per_seg[k], alone), k
+    with pytest.raises(PyapproxError, match="segment starts"):
+        toggle.toggles_per_segment(net, inputs, [1, 5])
