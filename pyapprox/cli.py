@@ -29,6 +29,7 @@ COMMANDS = [
     ("train", "train", "train densedepth_mbv2 on the synthetic indoor scenes"),
     ("finetune", "finetune", "approximation-aware fine-tuning through a plan's bit-exact arithmetic (ste or lut gradients)"),
     ("demo", "demo", "the main job on the embedded default model and data set"),
+    ("power", "power", "energy per MAC and per inference from gate-level switching activity on real operand streams"),
     ("cosim", "cosim", "co-simulate the RTL MAC array with the quantized network on real layer data, bit for bit"),
 ]
 

@@ -35,6 +35,7 @@ class PeStream:
     starts: np.ndarray
     macs: int
     tiles: int  #: tiles of the layer (the population sampled from)
+    positions: list  #: per segment: (PE row, PE column, first tile index, tiles)
 
     @property
     def pairs(self) -> int:
@@ -65,12 +66,13 @@ def pe_streams(name: str, qconv, codes: torch.Tensor, rows: int = 8, cols: int =
         blocks = [(g, g * og + rb, cb) for g in range(groups) for rb in range(0, og, rows) for cb in range(0, L, cols)]
     per_seg = max(1, -(-min_pairs // k))  # tiles per segment
     rng = np.random.default_rng(seed)
-    ws, xs, starts = [], [], []
+    ws, xs, starts, positions = [], [], [], []
     total = 0
     for _ in range(segments):
         r, c = int(rng.integers(rows)), int(rng.integers(cols))
         b0 = int(rng.integers(max(len(blocks) - per_seg + 1, 1)))
         starts.append(total)
+        positions.append((r, c, b0, len(blocks[b0:b0 + per_seg])))
         for g, r0, c0 in blocks[b0:b0 + per_seg]:
             end = (g + 1) * og if g is not None else o
             ch, px = r0 + r, c0 + c
@@ -83,4 +85,5 @@ def pe_streams(name: str, qconv, codes: torch.Tensor, rows: int = 8, cols: int =
             xs.append(x)
             total += k
     macs = o * L * k
-    return PeStream(name, np.concatenate(ws), np.concatenate(xs), np.array(starts, np.int64), int(macs), len(blocks))
+    return PeStream(name, np.concatenate(ws), np.concatenate(xs), np.array(starts, np.int64), int(macs), len(blocks),
+                    positions)

@@ -12,7 +12,7 @@ A stream is a sequence of (weight code, activation code) pairs in the order one 
 segment starts (independent stretches: no transition is counted into the first pair of a segment). Codes follow
 the accelerator's operand format: sign-magnitude codes -255..255 reach the multiplier as magnitudes (and, for
 designs with sign ports, as signs), int8 codes as their two's-complement byte. ``weight_port`` says which
-multiplier operand takes the weight (``a`` for 0), as in ``AccelConfig``.
+multiplier port takes the weight (``"a"`` or ``"b"``), as in ``AccelConfig``.
 """
 
 from __future__ import annotations
@@ -80,17 +80,19 @@ class MultiplierPorts:
 
 
 def operand_inputs(net: GateNetlist, ports: MultiplierPorts, w: np.ndarray, x: np.ndarray, operand_format: str,
-                   weight_port: int) -> dict[str, np.ndarray]:
+                   weight_port: str) -> dict[str, np.ndarray]:
     """The netlist's input streams for weight codes ``w`` and activation codes ``x`` (see the module docstring)."""
     if operand_format not in OPERAND_FORMATS:
         raise PyapproxError(f"operand format {operand_format!r}: expected one of {', '.join(OPERAND_FORMATS)}")
+    if weight_port not in ("a", "b"):
+        raise PyapproxError(f"weight port {weight_port!r}: expected a or b")
     w, x = np.asarray(w, np.int64), np.asarray(x, np.int64)
     lo, hi = (-255, 255) if operand_format == "sign-magnitude" else (-128, 127)
     for what, v in (("weight", w), ("activation", x)):
         if v.size and (v.min() < lo or v.max() > hi):
             raise PyapproxError(f"{what} codes outside {lo}..{hi} for {operand_format} operands "
                                 f"(min {v.min()}, max {v.max()})")
-    first, second = (w, x) if weight_port == 0 else (x, w)
+    first, second = (w, x) if weight_port == "a" else (x, w)
     if operand_format == "sign-magnitude":
         inputs = {ports.a: np.abs(first), ports.b: np.abs(second)}
         if ports.a_sign is not None:

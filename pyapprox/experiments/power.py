@@ -1,0 +1,168 @@
+"""Energy per MAC and per inference from gate-level switching activity (``pyapprox power``).
+
+A multiplier's energy is measured on two kinds of stream (:mod:`pyapprox.hw.energy` states the model):
+
+* ``uniform``: independent uniformly random operand pairs (EvoApproxLib's characterisation stream);
+* ``network``: the operand pairs the PEs of the MAC array see on each conv of a network, captured from one
+  image through the calibrated quantized network and sampled per PE in the array's order
+  (:mod:`pyapprox.cosim.streams`).
+
+Everything is relative to the exact structural array multiplier (``exact``; ``exact_signed`` for int8 operands)
+on the uniform stream = 1.0. Energy per inference of a plan = sum over convs of (relative energy per MAC of
+that conv's multiplier on that conv's stream) x (its MACs), in exact-uniform-MAC units; the network streams of a
+plan are captured with the plan applied, so upstream approximations shape what downstream layers see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pyapprox.cosim.capture import capture_layers
+from pyapprox.cosim.streams import PeStream, pe_streams
+from pyapprox.errors import PyapproxError
+from pyapprox.hw.energy import Estimate, MultiplierPorts, operand_inputs, switched, uniform_stream
+from pyapprox.hw.netlist import GateNetlist, synthesize
+from pyapprox.lut.gen import detect_ports
+from pyapprox.nn.plan import model_layers
+from pyapprox.nn.quant import qconv_layers
+from pyapprox.rtl import library
+from pyapprox.sim.hdl import HdlDesign
+
+
+@dataclass(frozen=True)
+class PowerDesign:
+    """A multiplier's gate netlist and the roles of its ports."""
+
+    label: str
+    netlist: GateNetlist
+    ports: MultiplierPorts
+    signed: bool
+
+    @property
+    def gates(self) -> int:
+        return len(self.netlist.ops)
+
+
+def exact_name(operand_format: str) -> str:
+    return "exact_signed" if operand_format == "int8" else "exact"
+
+
+def library_design(name: str, operand_format: str) -> PowerDesign:
+    """A library multiplier by name (``exact`` is the structural array), checked against the operand format."""
+    d = library.resolve(name)
+    if operand_format == "int8" and (not d.signed or d.sign_ports):
+        raise PyapproxError(f"{name}: the int8 operand format needs a two's-complement multiplier "
+                            f"(e.g. exact_signed); {name} is {'sign-magnitude' if d.sign_ports else 'unsigned'}")
+    if operand_format == "sign-magnitude" and d.signed:
+        raise PyapproxError(f"{name} is a two's-complement multiplier; sign-magnitude operands need an unsigned "
+                            f"or sm(...) design")
+    net = synthesize(HdlDesign.create(d.files, d.top, dict(d.params), dict(d.defines)))
+    a, b, _ = d.ports
+    signs = d.sign_ports or (None, None, None)
+    return PowerDesign(name, net, MultiplierPorts(a, b, signs[0], signs[1]).check(net), d.signed)
+
+
+def user_design(sources, top: str, *, a=None, b=None, out=None, params=None, defines=None, ties=None,
+                sign_ports=None, signed: bool = False, label: str | None = None) -> PowerDesign:
+    """A user's Verilog multiplier (files + top, ports named or detected as ``lut gen`` does)."""
+    design = HdlDesign.create(sources, top, params, defines)
+    net = synthesize(design)  # a sequential or unsynthesizable design is refused first
+    pm, _ = detect_ports(design, a, b, out, sign_ports, ties)
+    ports = MultiplierPorts(pm.a, pm.b, pm.a_sign, pm.b_sign, {k: int(v) for k, v in dict(ties or {}).items()})
+    return PowerDesign(label or design.describe(), net, ports.check(net), signed)
+
+
+UNIFORM_SEGMENTS = 64
+
+
+def uniform_energy(design: PowerDesign, operand_format: str, pairs: int, seed: int) -> Estimate:
+    """Switched capacitance per transition on ``pairs`` uniform operand pairs (load units), the stream cut into
+    :data:`UNIFORM_SEGMENTS` equal segments for the confidence interval."""
+    w, x = uniform_stream(pairs, seed, operand_format, signs=design.ports.a_sign is not None)
+    starts = np.arange(0, pairs, max(pairs // UNIFORM_SEGMENTS, 2))
+    return switched(design.netlist, operand_inputs(design.netlist, design.ports, w, x, operand_format, "a"), starts)
+
+
+def network_streams(qmodel, image, names: list[str] | None = None, rows: int = 8, cols: int = 8,
+                    segments: int = 64, min_pairs: int = 256, seed: int = 0) -> dict[str, PeStream]:
+    """Sampled PE streams of the named convs (all by default) of a calibrated quantized network on one image."""
+    layers = list(model_layers(qmodel))
+    names = names or layers
+    captured = capture_layers(qmodel, names, image)
+    mods = dict(qconv_layers(qmodel))
+    return {n: pe_streams(n, mods[n], captured[n]["codes"], rows, cols, segments, min_pairs, seed + layers.index(n))
+            for n in names}
+
+
+def stream_energy(design: PowerDesign, stream: PeStream, operand_format: str, weight_port: str) -> Estimate:
+    inputs = operand_inputs(design.netlist, design.ports, stream.w, stream.x, operand_format, weight_port)
+    return switched(design.netlist, inputs, stream.starts)
+
+
+def combine(estimates: list[Estimate], weights: list[float]) -> Estimate:
+    """Weighted mean of independent estimates (weights sum to 1), its CI half-width in quadrature."""
+    value = sum(e.per_transition * w for e, w in zip(estimates, weights))
+    half = math.sqrt(sum((e.half_width * w) ** 2 for e, w in zip(estimates, weights)))
+    return Estimate(value, half, sum(e.transitions for e in estimates), sum(e.segments for e in estimates))
+
+
+def ranks(values: list[float]) -> list[int]:
+    """1 for the smallest value."""
+    order = np.argsort(np.asarray(values), kind="stable")
+    out = [0] * len(values)
+    for r, i in enumerate(order):
+        out[int(i)] = r + 1
+    return out
+
+
+def compare_designs(designs: list[PowerDesign], reference: Estimate, streams: dict[str, PeStream] | None,
+                    operand_format: str, weight_port: str, pairs: int, seed: int, progress=None) -> list[dict]:
+    """Per design: uniform and (with ``streams``) network energy per MAC relative to ``reference``, with ranks
+    and whether the two streams rank the design differently."""
+    rows = []
+    for d in designs:
+        if progress:
+            progress(d.label)
+        uni = uniform_energy(d, operand_format, pairs, seed).scaled(1 / reference.per_transition)
+        row = {"design": d.label, "gates": d.gates, "uniform": uni.to_dict()}
+        if streams:
+            total = sum(s.macs for s in streams.values())
+            per_layer = {n: stream_energy(d, s, operand_format, weight_port).scaled(1 / reference.per_transition)
+                         for n, s in streams.items()}
+            net = combine(list(per_layer.values()), [s.macs / total for s in streams.values()])
+            row["network"] = net.to_dict()
+            row["layers"] = {n: e.per_transition for n, e in per_layer.items()}
+        rows.append(row)
+    uni_rank = ranks([r["uniform"]["per_transition"] for r in rows])
+    for r, k in zip(rows, uni_rank):
+        r["rank_uniform"] = k
+    if streams:
+        for r, k in zip(rows, ranks([r["network"]["per_transition"] for r in rows])):
+            r["rank_network"] = k
+            r["rank_flip"] = k != r["rank_uniform"]
+    return rows
+
+
+def plan_energy(assignment: dict[str, str], streams: dict[str, PeStream], designs: dict[str, PowerDesign],
+                reference: Estimate, operand_format: str, weight_port: str, short=None) -> dict:
+    """Per-layer and whole-network energy of a plan ({layer: multiplier}; ``designs`` holds every multiplier,
+    ``exact`` included) on its own network streams."""
+    rows, estimates, macs = [], [], []
+    for name, s in streams.items():
+        mult = assignment.get(name, "exact")
+        e = stream_energy(designs[mult], s, operand_format, weight_port).scaled(1 / reference.per_transition)
+        rows.append({"layer": name, "short": short(name) if short else name, "multiplier": mult, "macs": s.macs,
+                     "pairs": s.pairs, "segments": len(s.starts), "energy_per_mac": e.per_transition,
+                     "ci95": e.half_width, "energy": e.per_transition * s.macs})
+        estimates.append(e)
+        macs.append(s.macs)
+    total_macs = sum(macs)
+    mean = combine(estimates, [m / total_macs for m in macs])
+    energy = mean.per_transition * total_macs
+    for r in rows:
+        r["share"] = r["energy"] / energy if energy else 0.0
+    return {"layers": rows, "macs": total_macs, "energy": energy, "ci95": mean.half_width * total_macs,
+            "energy_per_mac": mean.per_transition, "energy_per_mac_ci95": mean.half_width}
