@@ -12,7 +12,8 @@ def configure(p) -> None:
     p.add_argument("--multipliers", nargs="*", help="candidates (default: the compatible approximate library)")
     p.add_argument("--layers", default="all", help="layers that may be approximated (selector)")
     p.add_argument("--cost-metric", default="transistors",
-                   help="transistors, gates, ice40_lut4 or xilinx_lut (default transistors)")
+                   help="transistors, gates, ice40_lut4, xilinx_lut, or energy (switching energy per MAC on "
+                         "each conv's own operand stream, see `pyapprox power`; default transistors)")
     p.add_argument("--refine", type=int, default=8, help="greedy single-move attempts after the bisection")
     p.add_argument("--plan-out", default="results/plan.json", help="where the plan file goes (.json)")
     p.add_argument("--finetune", action="store_true",

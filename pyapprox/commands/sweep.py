@@ -44,7 +44,8 @@ def configure(p) -> None:
                     help="layer selector the multiplier is applied to, or a plan JSON whose multiplier "
                          "entries may be the placeholder {multiplier} (default all)")
     mu.add_argument("--cost-metric", default="transistors",
-                    help="transistors, gates, ice40_lut4 or xilinx_lut (default transistors)")
+                    help="transistors, gates, ice40_lut4, xilinx_lut, or energy (switching energy per MAC on "
+                         "each conv's own operand stream, see `pyapprox power`; default transistors)")
     mu.add_argument("--accuracy", default="a1", help="metric of the Pareto front: a1, a2, a3, rel, rms or log10")
     add_context_args(mu)
 

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from pyapprox.cosim.capture import capture_layers
 from pyapprox.cosim.streams import PeStream, pe_streams
 from pyapprox.errors import PyapproxError
+from pyapprox.experiments.engine import EvalContext, Evaluator
 from pyapprox.hw.energy import Estimate, MultiplierPorts, operand_inputs, switched, uniform_stream
 from pyapprox.hw.netlist import GateNetlist, synthesize
 from pyapprox.lut.gen import detect_ports
+from pyapprox.lut.library import is_lut_file
+from pyapprox.lut.sidecar import recorded_sources
+from pyapprox.lut.table import LUT
+from pyapprox.models.densedepth_mbv2 import preprocess
 from pyapprox.nn.plan import model_layers
 from pyapprox.nn.quant import qconv_layers
 from pyapprox.rtl import library
@@ -166,3 +172,54 @@ def plan_energy(assignment: dict[str, str], streams: dict[str, PeStream], design
         r["share"] = r["energy"] / energy if energy else 0.0
     return {"layers": rows, "macs": total_macs, "energy": energy, "ci95": mean.half_width * total_macs,
             "energy_per_mac": mean.per_transition, "energy_per_mac_ci95": mean.half_width}
+
+
+def multiplier_design(name: str, operand_format: str) -> PowerDesign | None:
+    """A library name, or a LUT file whose sidecar records its RTL (None when its sources are gone or changed:
+    no energy, as for a bare table)."""
+    if not is_lut_file(name):
+        return library_design(name, operand_format)
+    lut = LUT.load(name)
+    meta = lut.meta
+    try:
+        srcs = recorded_sources(meta, Path(name), f"multiplier {name}")
+    except PyapproxError:
+        return None
+    if srcs is None:
+        return None
+    ports = meta.get("ports", {})
+    signs = (ports.get("a_sign"), ports.get("b_sign"), ports.get("out_sign")) if ports.get("a_sign") else None
+    return user_design(srcs, meta["top"], a=ports.get("a"), b=ports.get("b"), out=ports.get("out"),
+                       params=meta.get("params"), defines=meta.get("defines"), ties=meta.get("ties"),
+                       sign_ports=signs, signed=lut.operands == "signed", label=name)
+
+
+def energy_costs(ctx: EvalContext, names, image_index: int = 0, segments: int = 64, min_pairs: int = 256,
+                 pairs: int = 1 << 18, seed: int = 0, progress=None) -> tuple[dict, dict]:
+    """Energy cost of each multiplier for a sweep or search context: ({name: {layer: relative energy per MAC}},
+    {name: {"uniform": relative energy per MAC on uniform pairs, "network": MAC-weighted mean}}); a name
+    without RTL maps to None in both. Streams: every conv of the context's exact-quantized network on image
+    ``image_index`` of its data set."""
+    fmt = ctx.accel.operand_format
+    ev = Evaluator(ctx)
+    if not 0 <= image_index < len(ev.data):
+        raise PyapproxError(f"image {image_index}: the data set holds {len(ev.data)} images")
+    image = preprocess(np.asarray(ev.data[image_index][0]))
+    streams = network_streams(ev.qmodel, image, None, 8, 8, segments, min_pairs, seed)
+    exact = library_design(exact_name(fmt), fmt)
+    reference = uniform_energy(exact, fmt, pairs, seed)
+    total = sum(s.macs for s in streams.values())
+    costs, info = {}, {}
+    for name in names:
+        if progress:
+            progress(name)
+        d = exact if name == exact_name(fmt) else multiplier_design(name, fmt)
+        if d is None:
+            costs[name] = info[name] = None
+            continue
+        per = {n: stream_energy(d, s, fmt, ctx.accel.weight_port).per_transition / reference.per_transition
+               for n, s in streams.items()}
+        costs[name] = per
+        info[name] = {"uniform": uniform_energy(d, fmt, pairs, seed).per_transition / reference.per_transition,
+                      "network": sum(per[n] * s.macs for n, s in streams.items()) / total}
+    return costs, info

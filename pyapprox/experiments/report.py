@@ -20,7 +20,8 @@ RUN_SCHEMAS = {
                      "rows": [{"short": str, "kind": str, "macs": NUMBER, "delta": METRICS}]},
     "sweep-multipliers": {"cost_metric": str, "accuracy": OneOf(METRIC_NAMES), "context": _CONTEXT,
                           "rows": [{"multiplier": str, "key": str, "cost": NUMBER_OR_NULL, "pareto": Opt(ANY),
-                                    "metrics": METRICS}]},
+                                    "metrics": METRICS, "energy_uniform": Opt(NUMBER), "energy_network": Opt(NUMBER),
+                                    "rank_uniform": Opt(int), "rank_network": Opt(int), "rank_flip": Opt(ANY)}]},
     "search": {"budget": [str], "plan": MapOf(str), "cost": NUMBER, "exact_cost": NUMBER, "saving": NUMBER,
                "evaluations": ANY, "baseline": METRICS, "metrics": METRICS, "key": str, "context": _CONTEXT,
                "weights": Opt(ANY), "finetuned": Opt([{"layers": int, "cost": NUMBER, "before": METRICS,
@@ -108,6 +109,18 @@ def build_report(store) -> str:
                 for r in sorted(run["rows"], key=lambda r: (r["cost"] is None, r["cost"] or 0)))
             parts.append(f"<table class='multipliers'><tr><th class='l'>multiplier</th>"
                          f"<th>cost ({html.escape(run['cost_metric'])} x MACs)</th><th>Pareto</th>{head}</tr>{rows}</table>")
+            energy = sorted((r for r in run["rows"] if "energy_uniform" in r), key=lambda r: r["rank_uniform"])
+            if energy:
+                rows = "".join(
+                    f"<tr class='{'pareto' if r.get('rank_flip') else ''}'><td class='l'>{html.escape(r['multiplier'])}"
+                    f"</td><td>{r['energy_uniform']:.3f}</td><td>{r['rank_uniform']}</td>"
+                    f"<td>{r['energy_network']:.3f}</td><td>{r['rank_network']}</td>"
+                    f"<td>{'yes' if r.get('rank_flip') else ''}</td></tr>" for r in energy)
+                parts.append("<p>Energy per MAC from gate-level switching activity, relative to the exact array on "
+                             "uniform operand pairs: on uniform pairs (EvoApproxLib's stream) and on the network's "
+                             "own operand streams (MAC-weighted over the convs). Highlighted: the ranking flips.</p>"
+                             "<table class='energy'><tr><th class='l'>multiplier</th><th>uniform</th><th>rank</th>"
+                             f"<th>network</th><th>rank</th><th>rank flips</th></tr>{rows}</table>")
             for r in run["rows"]:
                 parts.append(panels(r["key"], f"{r['multiplier']} predictions"))
         elif run["kind"] == "search":

@@ -22,7 +22,7 @@ from pyapprox.nn.plan import resolve_plan, select
 from pyapprox.rtl import library
 from pyapprox.sim.hdl import HdlDesign
 
-COST_METRICS = ("transistors", "gates", "ice40_lut4", "xilinx_lut")
+COST_METRICS = ("transistors", "gates", "ice40_lut4", "xilinx_lut", "energy")
 FRACTION_METRICS = ("a1", "a2", "a3")  # fractions of pixels, within [0, 1]; the other metrics are >= 0
 
 
@@ -88,11 +88,29 @@ def multiplier_cost(name: str, metric: str = "transistors") -> float | None:
     return float(hardware_cost(design)[metric])
 
 
-def plan_cost(assignment: dict[str, str], layers, costs: dict[str, float | None], exact: str) -> float | None:
-    """Sum over layers of (cost of the layer's multiplier) x (the layer's MACs at 480x640)."""
+def unit_cost(costs: dict, multiplier: str, layer: str) -> float | None:
+    """A multiplier's cost per MAC on a layer: one figure per multiplier (hardware size), or one per layer
+    (``energy``: energy per MAC on that layer's operand stream)."""
+    c = costs.get(multiplier)
+    return c.get(layer) if isinstance(c, dict) else c
+
+
+def multiplier_costs(ctx: EvalContext, names, metric: str, progress=False) -> tuple[dict, dict]:
+    """({name: cost per MAC, or per layer for energy}, {name: uniform vs network energy} for energy, else {})."""
+    check_cost_metric(metric)
+    if metric != "energy":
+        return {m: multiplier_cost(m, metric) for m in names}, {}
+    from pyapprox.experiments.power import energy_costs  # Yosys netlists and stream capture: only when asked
+
+    say = (lambda m: print(f"energy: simulating {m}", flush=True)) if progress else None
+    return energy_costs(ctx, sorted(names), progress=say)
+
+
+def plan_cost(assignment: dict[str, str], layers, costs: dict, exact: str) -> float | None:
+    """Sum over layers of (cost per MAC of the layer's multiplier on it) x (the layer's MACs at 480x640)."""
     total = 0.0
     for r in layers:
-        c = costs.get(assignment.get(r.name, exact))
+        c = unit_cost(costs, assignment.get(r.name, exact), r.name)
         if c is None:
             return None
         total += c * r.macs
@@ -168,17 +186,20 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
         plans[n] = resolve_plan(rules, kinds)
     jobs = [Job.of({}, panels=2)] + [Job.of(plans[n], panels=1) for n in names]
     keys = run_jobs(ctx, jobs, store, workers, scheduler, progress, desc="sweep multipliers")
-    costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *[v for p in plans.values() for v in p.values()]}}
+    costs, energy = multiplier_costs(ctx, {exact, *[v for p in plans.values() for v in p.values()]}, cost_metric,
+                                     progress)
     base = store.get(keys[0])["metrics"]
     rows = []
     for n, k in zip(names, keys[1:]):
         m = store.get(k)["metrics"]
         rows.append({"multiplier": n, "key": k, "metrics": m, "delta": _delta(m, base),
-                     "cost": plan_cost(plans[n], layers, costs, exact), "unit_cost": costs.get(n)})
+                     "cost": plan_cost(plans[n], layers, costs, exact), "unit_cost": _unit(costs, energy, n)})
     exact_cost = plan_cost({}, layers, costs, exact)
     if exact not in names:  # the baseline row, unless the exact design was named and is a row already
         rows.append({"multiplier": exact, "key": keys[0], "metrics": base, "delta": _delta(base, base),
-                     "cost": exact_cost, "unit_cost": costs[exact]})
+                     "cost": exact_cost, "unit_cost": _unit(costs, energy, exact)})
+    if energy:
+        _energy_columns(rows, energy)
     known = [r for r in rows if r["cost"] is not None]
     flags = pareto_front([(r["cost"], r["metrics"][accuracy]) for r in known], HIGHER_IS_BETTER[accuracy])
     for r, f in zip(known, flags):
@@ -187,6 +208,22 @@ def sweep_multipliers(ctx: EvalContext, names: list[str], template: list[tuple[s
               "rows": rows, "baseline": {"key": keys[0], "metrics": base}, "context": ctx.identity()}
     store.add_run("sweep-multipliers", record)
     return record
+
+
+def _unit(costs: dict, energy: dict, name: str) -> float | None:
+    return energy[name]["network"] if energy and energy.get(name) else (None if energy else costs.get(name))
+
+
+def _energy_columns(rows: list[dict], energy: dict) -> None:
+    """Energy per MAC on uniform pairs and on the network's streams, their ranks, and the rows whose rank flips."""
+    known = [r for r in rows if energy.get(r["multiplier"])]
+    for key in ("uniform", "network"):
+        order = sorted(known, key=lambda r: energy[r["multiplier"]][key])
+        for rank, r in enumerate(order, 1):
+            r[f"energy_{key}"] = energy[r["multiplier"]][key]
+            r[f"rank_{key}"] = rank
+    for r in known:
+        r["rank_flip"] = r["rank_uniform"] != r["rank_network"]
 
 
 def format_multiplier_sweep(rec: dict) -> str:
@@ -198,6 +235,14 @@ def format_multiplier_sweep(rec: dict) -> str:
         lines.append(f"{r['multiplier']:<14} {cost:>28} {('*' if r.get('pareto') else ''):>7} "
                      + "".join(f"{r['metrics'][k]:>9.4f}" for k in METRIC_NAMES))
     lines.append(f"* = on the Pareto front of {acc} vs cost")
+    rows = [r for r in rec["rows"] if "energy_uniform" in r]
+    if rows:
+        lines.append("energy per MAC relative to the exact array on uniform pairs (network: MAC-weighted over the "
+                     "convs, on the exact-quantized network's operand streams):")
+        lines.append(f"{'multiplier':<14} {'uniform':>9} {'rank':>5} {'network':>9} {'rank':>5}")
+        for r in sorted(rows, key=lambda r: r["rank_uniform"]):
+            lines.append(f"{r['multiplier']:<14} {r['energy_uniform']:>9.3f} {r['rank_uniform']:>5} "
+                         f"{r['energy_network']:>9.3f} {r['rank_network']:>5}" + ("  rank flips" if r["rank_flip"] else ""))
     return "\n".join(lines)
 
 
@@ -290,7 +335,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     selected_layers(selector, ctx.model)  # an unknown selector fails here, before any evaluation
     all_layers = network_layers(ctx.model)
     exact = exact_name(ctx)
-    costs = {m: multiplier_cost(m, cost_metric) for m in {exact, *multipliers}}
+    costs, _ = multiplier_costs(ctx, {exact, *multipliers}, cost_metric, progress)
     unknown = [m for m, c in costs.items() if c is None]
     if unknown:
         raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
@@ -303,7 +348,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     moves = []
     for m in multipliers:
         for row in sens[m]["rows"]:
-            saving = (costs[exact] - costs[m]) * row["macs"]
+            saving = (unit_cost(costs, exact, row["layer"]) - unit_cost(costs, m, row["layer"])) * row["macs"]
             if saving <= 0:
                 continue
             degradation = max(0.0, sign * (base[primary] - row["metrics"][primary]))
@@ -313,7 +358,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     def plan_of(ms) -> dict:
         plan: dict[str, str] = {}
         for _, layer, m, _ in ms:
-            if layer not in plan or costs[m] < costs[plan[layer]]:
+            if layer not in plan or unit_cost(costs, m, layer) < unit_cost(costs, plan[layer], layer):
                 plan[layer] = m
         return plan
 

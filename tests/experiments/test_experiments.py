@@ -179,3 +179,32 @@ def test_search_finetune_checks_the_budget_after_fine_tuning(ctx, store, weights
     assert tuned["saving"] > plain["saving"] and tuned["metrics"] == plain["baseline"]
     for t in tuned["finetuned"]:  # each probe was a plan the budget rejected before fine-tuning
         assert not all(c.ok(t["before"], plain["baseline"]) for c in budget) and t["ok"]
+
+
+def test_energy_cost_metric_in_sweep_and_search(ctx, store):
+    """--cost-metric energy: each conv's cost per MAC is the multiplier's switching energy on that conv's own
+    operand stream; the sweep reports uniform vs network energy and their ranks; search saves energy."""
+    from pyapprox.experiments.power import energy_costs
+    from pyapprox.experiments.sweeps import format_multiplier_sweep, network_layers, plan_cost
+
+    costs, info = energy_costs(ctx, ["exact", "trunc6", "drum4"], segments=8)
+    layers = network_layers()
+    assert set(costs["trunc6"]) == {r.name for r in layers}
+    assert info["exact"]["uniform"] == pytest.approx(1.0)
+    assert info["trunc6"]["network"] < info["exact"]["network"]
+    exact_total = plan_cost({}, layers, costs, "exact")
+    assert exact_total == pytest.approx(sum(costs["exact"][r.name] * r.macs for r in layers))
+
+    rec = sweep_multipliers(ctx, ["trunc6", "drum4"], [(LAYERS, "{multiplier}")], store, "energy", progress=False)
+    rows = {r["multiplier"]: r for r in rec["rows"]}
+    assert rows["trunc6"]["cost"] < rows["exact"]["cost"]
+    assert sorted(r["rank_network"] for r in rows.values()) == [1, 2, 3]
+    assert all(isinstance(r["rank_flip"], bool) for r in rows.values())
+    assert "rank" in format_multiplier_sweep(rec) and "uniform" in format_multiplier_sweep(rec)
+    rec = search(ctx, parse_budget("rel<=1.5*exact"), ["trunc6", "drum4"], LAYERS, store, "energy", refine=1,
+                 progress=False)
+    assert rec["cost_metric"] == "energy" and rec["saving"] > 0
+    from pyapprox.experiments.report import write_report
+
+    text = write_report(store, store.path.parent / "energy.html").read_text()
+    assert "<table class='energy'>" in text and "rank flips" in text
