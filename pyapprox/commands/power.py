@@ -41,6 +41,9 @@ def configure(p) -> None:
     p.add_argument("--plan", help="a plan file: energy per inference of the plan")
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER", help="plan rules, as for eval")
     p.add_argument("--stream", choices=STREAMS, default="both", help="designs: which streams (default both)")
+    p.add_argument("--pe", action="store_true",
+                   help="the whole PE of rtl/mac (operand logic, multiplier, accumulator adder and registers, with "
+                        "the accelerator's accumulator), relative to the exact multiplier's PE on uniform operands")
     p.add_argument("--layers", action="append", metavar="SELECTOR",
                    help="designs: the convs whose streams count (default every conv)")
     p.add_argument("--rows", type=int, default=8, help="PE rows of the array (default 8)")
@@ -68,6 +71,9 @@ def _check(args) -> None:
         raise PyapproxError("nothing to measure: name library designs, --verilog FILE.v --top T, or a plan")
     if args.verilog and not args.top:
         raise PyapproxError("--verilog needs --top MODULE")
+    if args.verilog and args.pe:
+        raise PyapproxError("--pe takes library names or LUT files that record their RTL (`pyapprox lut gen` "
+                            "writes one), not --verilog")
     for name, lo, hi in (("rows", 1, 256), ("cols", 1, 256), ("segments", 1, 100000), ("min_pairs", 2, 1 << 24),
                          ("pairs", 2, 1 << 28)):
         v = getattr(args, name)
@@ -107,10 +113,15 @@ def run(args) -> int:
     cfg = accel_config(args)
     fmt = cfg.operand_format
     t0 = time.perf_counter()
-    exact = P.library_design(P.exact_name(fmt), fmt)
-    say(f"reference: {exact.label} ({exact.netlist.describe()}) on {args.pairs} uniform pairs")
-    reference = P.uniform_energy(exact, fmt, args.pairs, args.seed)
-    out = {"operand_format": fmt, "weight_port": cfg.weight_port, "reference": {
+    if args.pe:
+        exact = P.pe_design("exact", cfg)
+        say(f"reference: the PE with the exact multiplier ({exact.netlist.describe()}) on uniform operands")
+        reference = P.pe_energy(exact, P.uniform_pe_stream(fmt, seed=args.seed))
+    else:
+        exact = P.library_design(P.exact_name(fmt), fmt)
+        say(f"reference: {exact.label} ({exact.netlist.describe()}) on {args.pairs} uniform pairs")
+        reference = P.uniform_energy(exact, fmt, args.pairs, args.seed)
+    out = {"operand_format": fmt, "weight_port": cfg.weight_port, "pe": args.pe, "reference": {
         "design": exact.label, "gates": exact.gates, "load_units_per_mac": reference.per_transition},
         "pairs": args.pairs, "seed": args.seed, "rows": args.rows, "cols": args.cols, "segments": args.segments,
         "min_pairs": args.min_pairs, "pj_per_unit": args.pj_per_unit}
@@ -123,7 +134,7 @@ def run(args) -> int:
         assignment = approximate(qmodel, rules)
         designs = {"exact": exact}
         for mult in sorted(set(assignment.values()) - {"exact"}):
-            designs[mult] = P.library_design(mult, fmt)
+            designs[mult] = P.pe_design(mult, cfg) if args.pe else P.library_design(mult, fmt)
         say(f"capturing every conv's PE streams on {image_text}")
         streams = P.network_streams(qmodel, image, None, args.rows, args.cols, args.segments, args.min_pairs,
                                     args.seed)
@@ -132,11 +143,14 @@ def run(args) -> int:
         base = P.plan_energy({}, streams, designs, reference, fmt, cfg.weight_port, names.short)
         result["exact_energy_same_streams"] = base["energy"]
         out.update({"image": image_text, "rules": [list(r) for r in rules], "plan": result})
+        if args.pe:
+            print("whole PEs (operand logic, multiplier, accumulator adder and registers); 1.0 = the exact "
+                  "multiplier's PE on uniform operands")
         _print_plan(result, args.pj_per_unit)
         if args.plot:
             _plot_plan(result, Path(args.plot))
     else:
-        designs = _designs(args, fmt)
+        designs = None if args.pe else _designs(args, fmt)
         streams = None
         if args.stream != "uniform":
             qmodel, image, image_text, kinds = quantized_model_and_image(args, cfg, say, args.layers or ())
@@ -151,13 +165,17 @@ def run(args) -> int:
                                         args.seed)
             out.update({"image": image_text, "layers": list(streams),
                         "stream_pairs": int(sum(s.pairs for s in streams.values()))})
-        rows = P.compare_designs(designs, reference, streams, fmt, cfg.weight_port, args.pairs, args.seed,
-                                 lambda d: say(f"simulating {d}"))
+        if args.pe:
+            rows, _ = P.compare_pes(args.designs, cfg, streams if args.stream != "uniform" else None, args.seed,
+                                    lambda d: say(f"simulating the PE with {d}"))
+        else:
+            rows = P.compare_designs(designs, reference, streams, fmt, cfg.weight_port, args.pairs, args.seed,
+                                     lambda d: say(f"simulating {d}"))
         if args.stream == "network":
             for r in rows:
                 r.pop("uniform"), r.pop("rank_uniform"), r.pop("rank_flip", None)
         out["designs"] = rows
-        _print_designs(rows, streams, args.pj_per_unit)
+        _print_designs(rows, streams, args.pj_per_unit, args.pe)
         if args.plot:
             _plot_designs(rows, Path(args.plot))
     out["seconds"] = round(time.perf_counter() - t0, 2)
@@ -179,10 +197,14 @@ def _fmt(d: dict | None) -> str:
     return f"{d['per_transition']:>8.3f} ±{d['ci95']:<6.3f}"
 
 
-def _print_designs(rows, streams, pj) -> None:
+def _print_designs(rows, streams, pj, pe=False) -> None:
     net = streams is not None
     uni = "uniform" in rows[0]
-    print("energy per MAC relative to the exact array on uniform operands (95% CI over sampled segments)")
+    if pe:
+        print("energy per cycle of the whole PE relative to the PE with the exact array on uniform operands "
+              "(95% CI over sampled segments)")
+    else:
+        print("energy per MAC relative to the exact array on uniform operands (95% CI over sampled segments)")
     if net:
         pairs = sum(s.pairs for s in streams.values())
         print(f"network stream: {len(streams)} conv(s), {pairs} sampled operand pairs, weighted by MACs")

@@ -33,6 +33,8 @@ class PeStream:
     w: np.ndarray
     x: np.ndarray
     starts: np.ndarray
+    bias: np.ndarray  #: per cycle: the bias code of the output the PE computes (loaded on a tile's first cycle)
+    k: int  #: cycles per tile (a tile's first cycle is at a multiple of k within its segment)
     macs: int
     tiles: int  #: tiles of the layer (the population sampled from)
     positions: list  #: per segment: (PE row, PE column, first tile index, tiles)
@@ -66,7 +68,8 @@ def pe_streams(name: str, qconv, codes: torch.Tensor, rows: int = 8, cols: int =
         blocks = [(g, g * og + rb, cb) for g in range(groups) for rb in range(0, og, rows) for cb in range(0, L, cols)]
     per_seg = max(1, -(-min_pairs // k))  # tiles per segment
     rng = np.random.default_rng(seed)
-    ws, xs, starts, positions = [], [], [], []
+    bias_codes = conv.bias_codes.to(torch.int64).numpy()
+    ws, xs, bs, starts, positions = [], [], [], [], []
     total = 0
     for _ in range(segments):
         r, c = int(rng.integers(rows)), int(rng.integers(cols))
@@ -83,7 +86,8 @@ def pe_streams(name: str, qconv, codes: torch.Tensor, rows: int = 8, cols: int =
                 x = im[ch if dw else g, :, px]
             ws.append(w)
             xs.append(x)
+            bs.append(np.full(k, bias_codes[ch] if ch < end else 0, np.int64))
             total += k
     macs = o * L * k
-    return PeStream(name, np.concatenate(ws), np.concatenate(xs), np.array(starts, np.int64), int(macs), len(blocks),
-                    positions)
+    return PeStream(name, np.concatenate(ws), np.concatenate(xs), np.array(starts, np.int64), np.concatenate(bs), k,
+                    int(macs), len(blocks), positions)

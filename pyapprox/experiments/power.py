@@ -21,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pyapprox.cache import cache_dir
 from pyapprox.cosim.capture import capture_layers
+from pyapprox.cosim.rtl import multiplier_rtl
 from pyapprox.cosim.streams import PeStream, pe_streams
 from pyapprox.errors import PyapproxError
 from pyapprox.experiments.engine import EvalContext, Evaluator
 from pyapprox.hw.energy import Estimate, MultiplierPorts, operand_inputs, switched, uniform_stream
 from pyapprox.hw.netlist import GateNetlist, synthesize
+from pyapprox.hw.toggle import lanes_activity
 from pyapprox.lut.gen import detect_ports
 from pyapprox.lut.library import is_lut_file
 from pyapprox.lut.sidecar import recorded_sources
@@ -36,6 +39,7 @@ from pyapprox.nn.plan import model_layers
 from pyapprox.nn.quant import qconv_layers
 from pyapprox.rtl import library
 from pyapprox.sim.hdl import HdlDesign
+from pyapprox.sim.mac_array import ArrayConfig, encode_codes
 
 
 @dataclass(frozen=True)
@@ -152,14 +156,17 @@ def compare_designs(designs: list[PowerDesign], reference: Estimate, streams: di
     return rows
 
 
-def plan_energy(assignment: dict[str, str], streams: dict[str, PeStream], designs: dict[str, PowerDesign],
+def plan_energy(assignment: dict[str, str], streams: dict[str, PeStream], designs: dict,
                 reference: Estimate, operand_format: str, weight_port: str, short=None) -> dict:
     """Per-layer and whole-network energy of a plan ({layer: multiplier}; ``designs`` holds every multiplier,
-    ``exact`` included) on its own network streams."""
+    ``exact`` included, as :class:`PowerDesign` (the multiplier alone) or :class:`PeDesign` (the whole PE)) on
+    its own network streams."""
     rows, estimates, macs = [], [], []
     for name, s in streams.items():
         mult = assignment.get(name, "exact")
-        e = stream_energy(designs[mult], s, operand_format, weight_port).scaled(1 / reference.per_transition)
+        d = designs[mult]
+        e = pe_energy(d, s) if isinstance(d, PeDesign) else stream_energy(d, s, operand_format, weight_port)
+        e = e.scaled(1 / reference.per_transition)
         rows.append({"layer": name, "short": short(name) if short else name, "multiplier": mult, "macs": s.macs,
                      "pairs": s.pairs, "segments": len(s.starts), "energy_per_mac": e.per_transition,
                      "ci95": e.half_width, "energy": e.per_transition * s.macs})
@@ -223,3 +230,106 @@ def energy_costs(ctx: EvalContext, names, image_index: int = 0, segments: int = 
         info[name] = {"uniform": uniform_energy(d, fmt, pairs, seed).per_transition / reference.per_transition,
                       "network": sum(per[n] * s.macs for n, s in streams.items()) / total}
     return costs, info
+
+
+# -- the whole PE ----------------------------------------------------------------------------------------------
+PE_TOP = "mac_pe"
+
+
+@dataclass(frozen=True)
+class PeDesign:
+    """The gate netlist of one PE of ``rtl/mac`` (operand-format logic, the multiplier, the accumulator adder, the
+    accumulator, overflow and result registers) built around a multiplier, and its accumulator width."""
+
+    label: str
+    netlist: GateNetlist
+    acc_bits: int
+    operand_format: str
+
+    @property
+    def gates(self) -> int:
+        return len(self.netlist.ops)
+
+
+def pe_design(multiplier: str, accel) -> PeDesign:
+    """``rtl/mac/mac_pe.v`` with ``multiplier`` (as plans name it: library name, LUT file with its RTL, or exact)
+    and the accelerator's operand format, weight port, accumulator width and mode, synthesised with its
+    flip-flops."""
+    rtl = multiplier_rtl(multiplier, accel.operand_format)
+    acfg = ArrayConfig(1, 1, accel.operand_format, accel.weight_port, accel.acc_bits, accel.acc_mode,
+                       accel.requant_bits, p_bits=rtl.p_bits).check()
+    params = {k: v for k, v in acfg.hdl_parameters().items()
+              if k in ("OPERAND_SM", "WEIGHT_PORT", "P_BITS", "ACC_BITS", "ACC_SAT")}
+    sources = rtl.build_sources(cache_dir("pe-adapters") / rtl.module)
+    design = HdlDesign.create(sources, PE_TOP, params, rtl.build_defines())
+    return PeDesign(multiplier, synthesize(design, sequential=True), accel.acc_bits, accel.operand_format)
+
+
+def pe_inputs(pe: PeDesign, stream: PeStream) -> dict[str, np.ndarray]:
+    """[lanes, cycles] input streams of the PE for a sampled layer stream: one lane per segment (segments of a
+    layer have equal length), en = 1, first/last at tile boundaries, the bias loaded on first cycles."""
+    n = len(stream.starts)
+    t = stream.pairs // n
+    if t * n != stream.pairs or np.any(stream.starts != np.arange(n) * t):
+        raise PyapproxError(f"layer {stream.layer}: PE lanes need segments of equal length")
+    step = np.arange(t) % stream.k
+    shape = (n, t)
+    mask = (1 << pe.acc_bits) - 1
+    return {"rst": np.zeros(shape, np.int64), "en": np.ones(shape, np.int64),
+            "first": np.broadcast_to(step == 0, shape).astype(np.int64),
+            "last": np.broadcast_to(step == stream.k - 1, shape).astype(np.int64),
+            "w": encode_codes(stream.w, pe.operand_format).reshape(shape),
+            "x": encode_codes(stream.x, pe.operand_format).reshape(shape),
+            "bias": (stream.bias & mask).reshape(shape)}
+
+
+def pe_energy(pe: PeDesign, stream: PeStream) -> Estimate:
+    """Switched capacitance per cycle of the whole PE on a sampled layer stream (load units), with a 95%
+    confidence interval over lanes (segments)."""
+    _, per_lane = lanes_activity(pe.netlist, pe_inputs(pe, stream))
+    n, t = per_lane.shape[0], stream.pairs // len(stream.starts)
+    if t < 2:
+        raise PyapproxError(f"layer {stream.layer}: segments of at least two cycles are needed")
+    values = per_lane / (t - 1)
+    mean = float(values.mean())
+    half = 1.96 * float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    return Estimate(mean, half, n * (t - 1), n)
+
+
+PE_UNIFORM_K = 16
+
+
+def uniform_pe_stream(operand_format: str, segments: int = 64, cycles: int = 256, seed: int = 0) -> PeStream:
+    """Uniform operand codes for a PE (random magnitudes and signs, or bytes), tiles of :data:`PE_UNIFORM_K`
+    cycles, zero bias: the PE's counterpart of the uniform multiplier stream."""
+    n = segments * cycles
+    w, x = uniform_stream(n, seed, operand_format, signs=True)
+    return PeStream("uniform", w, x, np.arange(segments) * cycles, np.zeros(n, np.int64), PE_UNIFORM_K, n, 0, [])
+
+
+def compare_pes(names: list[str], accel, streams: dict[str, PeStream] | None, seed: int,
+                progress=None) -> tuple[list[dict], Estimate]:
+    """As :func:`compare_designs` for whole PEs: energy per cycle relative to the exact multiplier's PE on the
+    uniform PE stream; returns the rows and that reference."""
+    uniform = uniform_pe_stream(accel.operand_format, seed=seed)
+    reference = pe_energy(pe_design("exact", accel), uniform)
+    rows = []
+    for name in names:
+        if progress:
+            progress(name)
+        pe = pe_design(name, accel)
+        uni = pe_energy(pe, uniform).scaled(1 / reference.per_transition)
+        row = {"design": name, "gates": pe.gates, "flip_flops": len(pe.netlist.regs), "uniform": uni.to_dict()}
+        if streams:
+            total = sum(st.macs for st in streams.values())
+            per_layer = {n: pe_energy(pe, st).scaled(1 / reference.per_transition) for n, st in streams.items()}
+            row["network"] = combine(list(per_layer.values()), [st.macs / total for st in streams.values()]).to_dict()
+            row["layers"] = {n: e.per_transition for n, e in per_layer.items()}
+        rows.append(row)
+    for r, k in zip(rows, ranks([r["uniform"]["per_transition"] for r in rows])):
+        r["rank_uniform"] = k
+    if streams:
+        for r, k in zip(rows, ranks([r["network"]["per_transition"] for r in rows])):
+            r["rank_network"] = k
+            r["rank_flip"] = k != r["rank_uniform"]
+    return rows, reference

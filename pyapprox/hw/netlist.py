@@ -10,8 +10,11 @@ Contract of :class:`GateNetlist`: nets are dense indices, 0 and 1 are the consta
 once, in topological order, as (kind, in0, in1, in2, out) with unused inputs 0; every net that is read is an
 input port bit, a constant or a cell output (else the design is refused). ``load[n]`` is the number of cell
 inputs net n drives, plus 1 for each output-port bit it drives (the next stage's input), the capacitance unit of
-the energy model. A design with state (flip-flops, latches, memories) is refused: a multiplier is combinational.
-Netlists are cached by the design's content and the Yosys version.
+the energy model. A design with state (flip-flops, latches, memories) is refused unless ``sequential=True`` (a PE):
+then ``dfflegalize`` first turns every flip-flop into a plain rising-edge D flip-flop (``$_DFF_P_``) plus gates
+(enables and synchronous resets become logic in front of D), all clocked by one input port, ``clock``; ``regs``
+lists them as (D net, Q net), and a Q net counts as driven. Latches, memories and asynchronous resets are
+refused. Netlists are cached by the design's content, the flow and the Yosys version.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +33,9 @@ from pyapprox.errors import PyapproxError
 from pyapprox.sim import tools
 from pyapprox.sim.hdl import HdlDesign, check_identifier, summarise_yosys_error
 
-NETLIST_VERSION = 1
+NETLIST_VERSION = 2
 GATE_FLOW = ("abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX", "opt_clean", "rename -enumerate")
+REGISTER_FLOW = ("dfflegalize -cell $_DFF_P_ 01",)
 
 # cell type -> (kind code, input pins in order)
 CELLS = {
@@ -55,6 +59,8 @@ class GateNetlist:
     aliases: dict[str, int]              #: every wire bit's name ("p[0]", "_17_") -> its net
     load: np.ndarray                     #: [nets] int64 capacitance units
     verilog: str                         #: the same netlist as Yosys writes it (for a reference simulator)
+    regs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))  #: [flip-flops, 2]: D, Q
+    clock: str | None = None             #: the clock input port of a sequential netlist
 
     @property
     def n_nets(self) -> int:
@@ -66,14 +72,16 @@ class GateNetlist:
 
     def describe(self) -> str:
         cells = ", ".join(f"{k} {v}" for k, v in sorted(self.cell_counts().items()))
-        return f"{self.top}: {len(self.ops)} gates ({cells}), {self.n_nets - 2} nets"
+        regs = f", {len(self.regs)} flip-flops" if len(self.regs) else ""
+        return f"{self.top}: {len(self.ops)} gates ({cells}){regs}, {self.n_nets - 2} nets"
 
 
-def synthesize(design: HdlDesign, use_cache: bool = True) -> GateNetlist:
-    """The gate netlist of a combinational ``design``; :class:`PyapproxError` for a sequential or unsynthesizable
-    one, or one whose ports are not plain Verilog identifiers."""
+def synthesize(design: HdlDesign, use_cache: bool = True, sequential: bool = False) -> GateNetlist:
+    """The gate netlist of a combinational ``design`` (or, with ``sequential``, one with flip-flops);
+    :class:`PyapproxError` for a sequential design when not allowed, an unsynthesizable one, or one whose ports
+    are not plain Verilog identifiers."""
     state = design.is_sequential()  # also reads the design: HDL errors surface here, naming the module and file
-    if state:
+    if state and not sequential:
         shown = ", ".join(state[:4]) + (f" and {len(state) - 4} more" if len(state) > 4 else "")
         raise PyapproxError(f"{design.where()} is sequential ({shown}): gate-level toggle simulation of a "
                             f"multiplier needs a combinational design (no flip-flops, latches or memories)")
@@ -81,13 +89,14 @@ def synthesize(design: HdlDesign, use_cache: bool = True) -> GateNetlist:
         check_identifier(port, f"{design.where()}: port")
     yosys = tools.yosys()
     key = content_key({"v": NETLIST_VERSION, "sources": sorted(design.source_hashes().values()), "top": design.top,
-                       "params": design.params, "defines": design.defines, "yosys": yosys.version})
+                       "params": design.params, "defines": design.defines, "yosys": yosys.version,
+                       "sequential": sequential})
     cache_file = cache_dir("netlist") / f"{key}.json"
     raw = None
     if use_cache and cache_file.exists():
         try:
             raw = json.loads(cache_file.read_text())
-            net = _parse(design, raw["json"], raw["verilog"])
+            net = _parse(design, raw["json"], raw["verilog"], sequential)
         except (json.JSONDecodeError, KeyError, TypeError, PyapproxError):
             raw = None
         else:
@@ -95,9 +104,9 @@ def synthesize(design: HdlDesign, use_cache: bool = True) -> GateNetlist:
     with tempfile.TemporaryDirectory(prefix="pyapprox-netlist-") as tmp:
         work = Path(tmp)
         script = work / "netlist.ys"
-        script.write_text("\n".join(design.yosys_read_commands() + [f"synth -flatten -top {design.top}",
-                                                                     *GATE_FLOW, 'write_json "netlist.json"',
-                                                                     'write_verilog -noattr "netlist.v"']) + "\n")
+        flow = [f"synth -flatten -top {design.top}", *(REGISTER_FLOW if sequential else ()), *GATE_FLOW,
+                'write_json "netlist.json"', 'write_verilog -noattr "netlist.v"']
+        script.write_text("\n".join(design.yosys_read_commands() + flow) + "\n")
         res = subprocess.run([yosys.path, "-q", "-s", str(script)], capture_output=True, text=True, timeout=1800,
                              cwd=work)
         log = res.stdout + res.stderr
@@ -105,13 +114,13 @@ def synthesize(design: HdlDesign, use_cache: bool = True) -> GateNetlist:
             raise PyapproxError(f"Yosys could not synthesise {design.where()}: "
                                 f"{summarise_yosys_error(log, design.top)}", log[-4000:])
         raw = {"json": json.loads((work / "netlist.json").read_text()), "verilog": (work / "netlist.v").read_text()}
-    net = _parse(design, raw["json"], raw["verilog"])
+    net = _parse(design, raw["json"], raw["verilog"], sequential)
     if use_cache:
         pio.write_json(cache_file, raw)
     return net
 
 
-def _parse(design: HdlDesign, data: dict, verilog: str) -> GateNetlist:
+def _parse(design: HdlDesign, data: dict, verilog: str, sequential: bool = False) -> GateNetlist:
     where = design.where()
     module = data.get("modules", {}).get(design.top)
     if module is None:
@@ -137,8 +146,17 @@ def _parse(design: HdlDesign, data: dict, verilog: str) -> GateNetlist:
         else:
             raise PyapproxError(f"{where}: inout port {pname} is not supported")
     driven = {i for bits in inputs.values() for i in bits} | {0, 1}
-    rows, pending = [], []
+    rows, pending, regs, clocks = [], [], [], set()
     for cname, cell in module.get("cells", {}).items():
+        if cell["type"] == "$_DFF_P_" and sequential:
+            conns = cell["connections"]
+            clocks.add(net(conns["C"][0], f"clock of flip-flop {cname}"))
+            q = net(conns["Q"][0], f"output of flip-flop {cname}")
+            if q in driven:
+                raise PyapproxError(f"{where}: net {names[q]} has more than one driver")
+            driven.add(q)
+            regs.append((net(conns["D"][0], f"input of flip-flop {cname}"), q))
+            continue
         if cell["type"] not in CELLS:
             raise PyapproxError(f"{where}: cell {cname} of type {cell['type']} after synthesis; the toggle "
                                 f"simulator knows the simple gates {', '.join(sorted(CELLS))}")
@@ -186,6 +204,16 @@ def _parse(design: HdlDesign, data: dict, verilog: str) -> GateNetlist:
         bad = [names[i] for i in bits if i not in driven]
         if bad:
             raise PyapproxError(f"{where}: output port {p} has undriven bits ({', '.join(bad[:4])})")
+    clock = None
+    if regs:
+        port_of = {bits[0]: p for p, bits in inputs.items() if len(bits) == 1}
+        if len(clocks) != 1 or next(iter(clocks)) not in port_of:
+            raise PyapproxError(f"{where}: the flip-flops must all be clocked by one 1-bit input port")
+        clock = port_of[next(iter(clocks))]
+        inputs.pop(clock)
+        for d, _ in regs:
+            if d not in driven:
+                raise PyapproxError(f"{where}: flip-flop input {names[d]} is never driven")
     ops = np.array(rows, np.int32).reshape(-1, 5)
     load = np.zeros(len(names), np.int64)
     for code, i0, i1, i2, _ in rows:
@@ -194,7 +222,10 @@ def _parse(design: HdlDesign, data: dict, verilog: str) -> GateNetlist:
     for bits in outputs.values():
         for i in bits:
             load[i] += 1
-    return GateNetlist(design.top, inputs, outputs, ops, tuple(names), aliases, load, verilog)
+    for d, _ in regs:
+        load[d] += 1
+    return GateNetlist(design.top, inputs, outputs, ops, tuple(names), aliases, load, verilog,
+                       np.array(regs, np.int32).reshape(-1, 2), clock)
 
 
 CELLS_BY_CODE = {code: pins for code, pins in CELLS.values()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyapprox.errors import PyapproxError
+from pyapprox.hw import lanes as lane_engine
 from pyapprox.hw.netlist import GateNetlist
 
 CHUNK = 1 << 16  # vectors per chunk (1024 words per net)
@@ -58,7 +59,9 @@ def unpack(words: np.ndarray, t: int) -> np.ndarray:
     return (bits.astype(np.int64) << np.arange(words.shape[0], dtype=np.int64)[:, None]).sum(axis=0)
 
 
-def _check_stream(net: GateNetlist, inputs: dict[str, np.ndarray]) -> int:
+def _check_stream(net: GateNetlist, inputs: dict[str, np.ndarray], sequential: bool = False) -> int:
+    if len(net.regs) and not sequential:
+        raise PyapproxError(f"{net.top} has flip-flops: simulate it cycle by cycle (lanes_activity)")
     if set(inputs) != set(net.inputs):
         raise PyapproxError(f"{net.top}: a stream must drive exactly the input ports {sorted(net.inputs)}, "
                             f"got {sorted(inputs)}")
@@ -77,13 +80,16 @@ def _check_stream(net: GateNetlist, inputs: dict[str, np.ndarray]) -> int:
     return lengths.pop()
 
 
-def _evaluate(net: GateNetlist, packed: dict[str, np.ndarray]) -> np.ndarray:
-    words = next(iter(packed.values())).shape[1]
+def _evaluate(net: GateNetlist, packed: dict[str, np.ndarray], state: np.ndarray | None = None) -> np.ndarray:
+    """Every net's words for the input words ``packed`` (port -> [bits, W]) and flip-flop outputs ``state``."""
+    words = next(iter(packed.values())).shape[-1]
     vals = np.empty((net.n_nets, words), np.uint64)
     vals[0] = 0
     vals[1] = _ONES
     for port, bits in net.inputs.items():
         vals[list(bits)] = packed[port]
+    if len(net.regs):
+        vals[net.regs[:, 1]] = 0 if state is None else state
     for kind, i0, i1, i2, out in net.ops.tolist():
         a = vals[i0]
         if kind == 0:
@@ -169,3 +175,34 @@ def toggles_per_segment(net: GateNetlist, inputs: dict[str, np.ndarray], starts)
         bounds = np.r_[0, np.flatnonzero(np.diff(seg)) + 1]
         out[seg[bounds]] += np.add.reduceat(bits, bounds, axis=1, dtype=np.int64).T
     return out
+
+
+def lanes_activity(net: GateNetlist, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Cycle-by-cycle simulation of a netlist (with or without flip-flops) on independent lanes.
+
+    ``inputs``: port -> [lanes, cycles] values; lane j is one stream, starting with every flip-flop at 0 (the
+    state after a synchronous reset) and advancing one cycle per vector: in cycle t the gates see the cycle's
+    inputs and the flip-flops' outputs, then every flip-flop takes its D. 64 lanes share a machine word.
+    Returns (per-net transitions summed over lanes [nets], load-weighted transitions per lane [lanes]); as for
+    :func:`toggles`, nothing is counted into cycle 0, and the clock net is not a net of the model.
+    """
+    shapes = {np.shape(v) for v in inputs.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise PyapproxError(f"{net.top}: lane streams must all be [lanes, cycles] arrays of one shape, got "
+                            f"{sorted(shapes)}")
+    lanes, cycles = next(iter(shapes))
+    _check_stream(net, {p: np.asarray(v).reshape(-1) for p, v in inputs.items()}, sequential=True)
+    words = -(-lanes // 64)
+    in_nets, planes = [], []
+    for port, v in inputs.items():
+        v = np.asarray(v).astype(np.uint64)
+        width = len(net.inputs[port])
+        lanes_t = np.zeros((cycles, words * 64), np.uint64)
+        lanes_t[:, :lanes] = v.T
+        bits = ((lanes_t[None] >> np.arange(width, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(np.uint8)
+        planes.append(np.packbits(bits, axis=2, bitorder="little").view("<u8").reshape(width, cycles, words))
+        in_nets += list(net.inputs[port])
+    packed = np.concatenate(planes, axis=0).transpose(1, 0, 2)  # [cycles, input bits, words]
+    mask = np.packbits((np.arange(words * 64) < lanes).astype(np.uint8), bitorder="little").view("<u8")
+    per_net, per_lane = lane_engine.run(net.ops, net.regs, np.array(in_nets), packed, net.n_nets, net.load, mask)
+    return per_net, per_lane[:lanes]

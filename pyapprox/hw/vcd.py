@@ -48,6 +48,32 @@ def _testbench(net: GateNetlist, vectors: int) -> str:
     return "\n".join(lines)
 
 
+def _clocked_testbench(net: GateNetlist, vectors: int) -> str:
+    """A sequential netlist: vector 0 is applied at time 0, vector n at the n-th rising clock edge (time 10n - 5
+    ns, non-blocking like a register stage), so inputs and flip-flops change in the same time step."""
+    ins = list(net.inputs.items())
+    total = sum(len(bits) for _, bits in ins)
+    clk = check_identifier(net.clock, "clock port")
+    cat = "{" + ", ".join(p for p, _ in ins) + "}"
+    lines = ["`timescale 1ns/1ns", f"module {TB};", f"  reg {clk};"]
+    for port, bits in ins:
+        lines.append(f"  reg [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
+    for port, bits in net.outputs.items():
+        lines.append(f"  wire [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
+    lines += [f"  reg [{total - 1}:0] stim [0:{vectors - 1}];", "  integer i;", "  reg [31:0] step;",
+              f"  {check_identifier(net.top, 'top module')} dut("
+              + ", ".join(f".{p}({p})" for p in [clk, *net.inputs, *net.outputs]) + ");",
+              f"  always #5 {clk} = ~{clk};",
+              f"  always @(posedge {clk}) begin",
+              f"    if (i < {vectors}) begin {cat} <= stim[i]; step <= i; i <= i + 1; end",
+              "  end",
+              f"  initial #{10 * vectors - 8} $finish;  // after the last vector's cycle, before the next edge",
+              "  initial begin", '    $readmemh("stim.hex", stim);', '    $dumpfile("dump.vcd");',
+              "    $dumpvars(0, dut);", "    $dumpvars(0, step);",
+              f"    {clk} = 0; {cat} = stim[0]; step = 0; i = 1;", "  end", "endmodule", ""]
+    return "\n".join(lines)
+
+
 def _stimulus(net: GateNetlist, inputs: dict[str, np.ndarray]) -> str:
     words = np.zeros(len(next(iter(inputs.values()))), dtype=object)
     for port, bits in net.inputs.items():  # concatenation order: first port in the most significant bits
@@ -60,10 +86,10 @@ def _extend(value: str, width: int) -> str:
     return value.rjust(width, value[0] if value[0] in "xz" else "0")
 
 
-def parse_vcd(text: str, scope: str = "dut") -> tuple[dict[str, int], int]:
+def parse_vcd(text: str, scope: str = "dut", count_from: int = 0) -> tuple[dict[str, int], int]:
     """(bit name -> settled-value transitions, time steps with a value change of any variable) for every wire
     bit declared in ``scope``. Bit names are ``name`` for 1-bit wires and ``name[i]`` (i counted from the LSB)
-    otherwise."""
+    otherwise. Only transitions into time stamps after ``count_from`` (VCD time units) count."""
     ids: dict[str, list[tuple[str, int]]] = {}
     path: list[str] = []
     header, _, body = text.partition("$enddefinitions")
@@ -81,10 +107,12 @@ def parse_vcd(text: str, scope: str = "dut") -> tuple[dict[str, int], int]:
     steps = 0
     pending_vector = None
 
+    now = 0
+
     def settle():
         for code, value in current.items():
             old = previous.get(code)
-            if old is not None and old != value:
+            if old is not None and old != value and now > count_from:
                 width = len(counts[code])
                 a, b = _extend(old, width), _extend(value, width)
                 for k in range(width):  # string index 0 is the MSB
@@ -106,6 +134,7 @@ def parse_vcd(text: str, scope: str = "dut") -> tuple[dict[str, int], int]:
                 settle()
                 steps += 1
             current, changed = {}, False
+            now = int(token[1:])
         elif c in "bB":
             pending_vector = token[1:]
         elif c in "rR":
@@ -125,24 +154,30 @@ def parse_vcd(text: str, scope: str = "dut") -> tuple[dict[str, int], int]:
     return result, steps
 
 
-def icarus_toggles(net: GateNetlist, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def icarus_toggles(net: GateNetlist, inputs: dict[str, np.ndarray], warmup: int = 0) -> np.ndarray:
     """Per-net transition counts of the stream ``inputs`` read from Icarus' VCD of the netlist ([nets] int64).
-    Every wire bit of the VCD must name a net (through an alias) and all aliases of a net must agree."""
+    Every wire bit of the VCD must name a net (through an alias) and all aliases of a net must agree.
+
+    A sequential netlist is clocked (:func:`_clocked_testbench`); its first ``warmup`` vectors bring the
+    flip-flops to their start state (e.g. a synchronous reset) and only transitions into later cycles count,
+    the clock's own excepted."""
     vectors = len(next(iter(inputs.values())))
     if TB == net.top:
         raise PyapproxError(f"top module {net.top} clashes with the testbench's name")
     with tempfile.TemporaryDirectory(prefix="pyapprox-vcd-") as tmp:
         work = Path(tmp)
         (work / "netlist.v").write_text(net.verilog)
-        (work / "tb.v").write_text(_testbench(net, vectors))
+        (work / "tb.v").write_text(_clocked_testbench(net, vectors) if net.clock else _testbench(net, vectors))
         (work / "stim.hex").write_text(_stimulus(net, inputs))
         for cmd in ([tools.icarus().path, "-g2005", "-o", "sim.vvp", "-s", TB, "tb.v", "netlist.v"],
                     [tools.vvp(), "-n", "sim.vvp"]):
             res = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=1800)
             if res.returncode != 0:
                 raise PyapproxError(f"Icarus failed on the netlist of {net.top}", (res.stdout + res.stderr)[-4000:])
-        bits, steps = parse_vcd((work / "dump.vcd").read_text())
-    if steps != vectors:
+        bits, steps = parse_vcd((work / "dump.vcd").read_text(), count_from=10 * warmup - 5 if net.clock else 0)
+    if net.clock:
+        bits.pop(net.clock, None)
+    elif steps != vectors:
         raise PyapproxError(f"VCD of {net.top} holds {steps} time steps for {vectors} vectors")
     counts = np.full(net.n_nets, -1, np.int64)
     counts[:2] = 0
@@ -155,4 +190,6 @@ def icarus_toggles(net: GateNetlist, inputs: dict[str, np.ndarray]) -> np.ndarra
         if counts[i] not in (-1, n):
             raise PyapproxError(f"VCD of {net.top}: aliases of net {net.names[i]} disagree ({counts[i]} vs {n})")
         counts[i] = n
+    if net.clock and net.clock in net.aliases:
+        counts[net.aliases[net.clock]] = 0  # not a net of the toggle model (its energy is the same every cycle)
     return counts

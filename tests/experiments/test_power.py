@@ -136,3 +136,31 @@ def test_power_cli_bad_inputs(tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, (args, err)
     assert not list(tmp_path.glob("x.txt*"))
+
+
+@pytest.mark.parametrize("name", ["exact", "mbm", "trunc4"])
+def test_pe_toggles_equal_icarus(captured, name):
+    """The whole PE (rtl/mac/mac_pe.v with its flip-flops), cycle by cycle: every net's count equals Icarus'
+    VCD of the same netlist, on a real layer's PE stream and on the uniform PE stream."""
+    mod, got = captured[1]["1.conv.0.0"]  # depthwise: short tiles, so first/last and bias loads happen often
+    real = pe_streams("1.conv.0.0", mod, got["codes"], segments=2, min_pairs=60, seed=3)
+    pe = P.pe_design(name, AccelConfig(acc_bits=20))
+    for stream in (real, P.uniform_pe_stream("sign-magnitude", segments=2, cycles=80)):
+        ins = P.pe_inputs(pe, stream)
+        lane = {p: v[0:1] for p, v in ins.items()}
+        ours, _ = toggle.lanes_activity(pe.netlist, lane)
+        warm = {p: np.concatenate([[1 if p == "rst" else 0], v[0]]) for p, v in ins.items()}  # reset, then the lane
+        ref = icarus_toggles(pe.netlist, warm, warmup=1)
+        assert ours.sum() > 500
+        assert np.array_equal(ours, ref), [pe.netlist.names[i] for i in np.flatnonzero(ours != ref)[:5]]
+
+
+def test_power_cli_pe(tmp_path):
+    out = tmp_path / "pe.json"
+    assert _cli("exact", "trunc6", "--pe", "--layers", "1.conv*", "--height", 64, "--width", 96, "--segments", 4,
+                "--json", out, "--quiet") == 0
+    rows = {r["design"]: r for r in json.loads(out.read_text())["designs"]}
+    assert rows["exact"]["uniform"]["per_transition"] == pytest.approx(1.0)
+    assert rows["trunc6"]["flip_flops"] == rows["exact"]["flip_flops"] > 32  # accumulator, result, flags
+    assert rows["trunc6"]["network"]["per_transition"] < rows["exact"]["network"]["per_transition"]
+    assert _cli("exact", "--pe", "--verilog", "x.v", "--top", "t") == 2

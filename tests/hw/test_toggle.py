@@ -125,3 +125,14 @@ def test_segments_count_no_transition_into_their_first_vector(monkeypatch):
         assert np.array_equal(per_seg[k], alone), k
     with pytest.raises(PyapproxError, match="segment starts"):
         toggle.toggles_per_segment(net, inputs, [1, 5])
+
+
+def test_lanes_match_the_time_parallel_simulation():
+    """Cycle-by-cycle lanes (the simulator of PEs) and the time-parallel words count the same transitions."""
+    _, net = _netlist("mbm")
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 256, (70, 40)), rng.integers(0, 256, (70, 40))
+    per_net, per_lane = toggle.lanes_activity(net, {"a": a, "b": b})
+    ref = [toggle.toggles(net, {"a": a[j], "b": b[j]}).toggles for j in range(70)]
+    assert np.array_equal(per_net, np.sum(ref, axis=0))
+    assert np.array_equal(per_lane, [r @ net.load for r in ref])
