@@ -46,6 +46,9 @@ def configure(p) -> None:
                         "the accelerator's accumulator), relative to the exact multiplier's PE on uniform operands")
     p.add_argument("--layers", action="append", metavar="SELECTOR",
                    help="designs: the convs whose streams count (default every conv)")
+    p.add_argument("--liberty", metavar="FILE.lib",
+                   help="weigh each gate input by the input-pin capacitance of the library's matching cell "
+                        "(default: every gate input is one unit)")
     p.add_argument("--rows", type=int, default=8, help="PE rows of the array (default 8)")
     p.add_argument("--cols", type=int, default=8, help="PE columns of the array (default 8)")
     p.add_argument("--segments", type=int, default=64, help="sampled PE stream segments per conv (default 64)")
@@ -88,17 +91,17 @@ def _check(args) -> None:
     check_image_args(args)
 
 
-def _designs(args, fmt: str) -> list:
+def _designs(args, fmt: str, caps) -> list:
     from pyapprox.experiments.power import library_design, user_design
 
-    designs = [library_design(n, fmt) for n in args.designs]
+    designs = [library_design(n, fmt, caps) for n in args.designs]
     if args.verilog:
         signs = tuple(args.sign_ports.split(",")) if args.sign_ports else None
         if signs is not None and len(signs) != 3:
             raise PyapproxError(f"--sign-ports {args.sign_ports}: expected A_SIGN,B_SIGN,P_SIGN")
         designs.append(user_design(args.verilog, args.top, a=args.a, b=args.b, out=args.out,
                                    params=dict(args.param), defines=dict(args.define), ties=dict(args.tie),
-                                   sign_ports=signs, signed=args.signed))
+                                   sign_ports=signs, signed=args.signed, caps=caps))
     return designs
 
 
@@ -113,15 +116,23 @@ def run(args) -> int:
     cfg = accel_config(args)
     fmt = cfg.operand_format
     t0 = time.perf_counter()
+    caps = None
+    if args.liberty:
+        from pyapprox.hw.liberty import pin_capacitances
+
+        caps = pin_capacitances(args.liberty)
+        say(f"loads from {args.liberty}: " + ", ".join(f"{g} {'/'.join(f'{c:.4g}' for c in v)}"
+                                                      for g, v in sorted(caps.items())))
     if args.pe:
-        exact = P.pe_design("exact", cfg)
+        exact = P.pe_design("exact", cfg, caps)
         say(f"reference: the PE with the exact multiplier ({exact.netlist.describe()}) on uniform operands")
         reference = P.pe_energy(exact, P.uniform_pe_stream(fmt, seed=args.seed))
     else:
-        exact = P.library_design(P.exact_name(fmt), fmt)
+        exact = P.library_design(P.exact_name(fmt), fmt, caps)
         say(f"reference: {exact.label} ({exact.netlist.describe()}) on {args.pairs} uniform pairs")
         reference = P.uniform_energy(exact, fmt, args.pairs, args.seed)
-    out = {"operand_format": fmt, "weight_port": cfg.weight_port, "pe": args.pe, "reference": {
+    out = {"operand_format": fmt, "weight_port": cfg.weight_port, "pe": args.pe, "liberty": args.liberty,
+           "reference": {
         "design": exact.label, "gates": exact.gates, "load_units_per_mac": reference.per_transition},
         "pairs": args.pairs, "seed": args.seed, "rows": args.rows, "cols": args.cols, "segments": args.segments,
         "min_pairs": args.min_pairs, "pj_per_unit": args.pj_per_unit}
@@ -134,7 +145,7 @@ def run(args) -> int:
         assignment = approximate(qmodel, rules)
         designs = {"exact": exact}
         for mult in sorted(set(assignment.values()) - {"exact"}):
-            designs[mult] = P.pe_design(mult, cfg) if args.pe else P.library_design(mult, fmt)
+            designs[mult] = P.pe_design(mult, cfg, caps) if args.pe else P.library_design(mult, fmt, caps)
         say(f"capturing every conv's PE streams on {image_text}")
         streams = P.network_streams(qmodel, image, None, args.rows, args.cols, args.segments, args.min_pairs,
                                     args.seed)
@@ -150,7 +161,7 @@ def run(args) -> int:
         if args.plot:
             _plot_plan(result, Path(args.plot))
     else:
-        designs = None if args.pe else _designs(args, fmt)
+        designs = None if args.pe else _designs(args, fmt, caps)
         streams = None
         if args.stream != "uniform":
             qmodel, image, image_text, kinds = quantized_model_and_image(args, cfg, say, args.layers or ())
@@ -167,7 +178,7 @@ def run(args) -> int:
                         "stream_pairs": int(sum(s.pairs for s in streams.values()))})
         if args.pe:
             rows, _ = P.compare_pes(args.designs, cfg, streams if args.stream != "uniform" else None, args.seed,
-                                    lambda d: say(f"simulating the PE with {d}"))
+                                    lambda d: say(f"simulating the PE with {d}"), caps)
         else:
             rows = P.compare_designs(designs, reference, streams, fmt, cfg.weight_port, args.pairs, args.seed,
                                      lambda d: say(f"simulating {d}"))

@@ -27,6 +27,7 @@ from pyapprox.cosim.rtl import multiplier_rtl
 from pyapprox.cosim.streams import PeStream, pe_streams
 from pyapprox.errors import PyapproxError
 from pyapprox.experiments.engine import EvalContext, Evaluator
+from pyapprox.hw.liberty import with_liberty_loads
 from pyapprox.hw.energy import Estimate, MultiplierPorts, operand_inputs, switched, uniform_stream
 from pyapprox.hw.netlist import GateNetlist, synthesize
 from pyapprox.hw.toggle import lanes_activity
@@ -56,11 +57,16 @@ class PowerDesign:
         return len(self.netlist.ops)
 
 
+def _loads(net: GateNetlist, caps: dict | None) -> GateNetlist:
+    """The netlist with a Liberty file's pin capacitances as loads (:mod:`pyapprox.hw.liberty`), or as is."""
+    return with_liberty_loads(net, caps) if caps else net
+
+
 def exact_name(operand_format: str) -> str:
     return "exact_signed" if operand_format == "int8" else "exact"
 
 
-def library_design(name: str, operand_format: str) -> PowerDesign:
+def library_design(name: str, operand_format: str, caps: dict | None = None) -> PowerDesign:
     """A library multiplier by name (``exact`` is the structural array), checked against the operand format."""
     d = library.resolve(name)
     if operand_format == "int8" and (not d.signed or d.sign_ports):
@@ -69,17 +75,17 @@ def library_design(name: str, operand_format: str) -> PowerDesign:
     if operand_format == "sign-magnitude" and d.signed:
         raise PyapproxError(f"{name} is a two's-complement multiplier; sign-magnitude operands need an unsigned "
                             f"or sm(...) design")
-    net = synthesize(HdlDesign.create(d.files, d.top, dict(d.params), dict(d.defines)))
+    net = _loads(synthesize(HdlDesign.create(d.files, d.top, dict(d.params), dict(d.defines))), caps)
     a, b, _ = d.ports
     signs = d.sign_ports or (None, None, None)
     return PowerDesign(name, net, MultiplierPorts(a, b, signs[0], signs[1]).check(net), d.signed)
 
 
 def user_design(sources, top: str, *, a=None, b=None, out=None, params=None, defines=None, ties=None,
-                sign_ports=None, signed: bool = False, label: str | None = None) -> PowerDesign:
+                sign_ports=None, signed: bool = False, label: str | None = None, caps: dict | None = None) -> PowerDesign:
     """A user's Verilog multiplier (files + top, ports named or detected as ``lut gen`` does)."""
     design = HdlDesign.create(sources, top, params, defines)
-    net = synthesize(design)  # a sequential or unsynthesizable design is refused first
+    net = _loads(synthesize(design), caps)  # a sequential or unsynthesizable design is refused first
     pm, _ = detect_ports(design, a, b, out, sign_ports, ties)
     ports = MultiplierPorts(pm.a, pm.b, pm.a_sign, pm.b_sign, {k: int(v) for k, v in dict(ties or {}).items()})
     return PowerDesign(label or design.describe(), net, ports.check(net), signed)
@@ -251,7 +257,7 @@ class PeDesign:
         return len(self.netlist.ops)
 
 
-def pe_design(multiplier: str, accel) -> PeDesign:
+def pe_design(multiplier: str, accel, caps: dict | None = None) -> PeDesign:
     """``rtl/mac/mac_pe.v`` with ``multiplier`` (as plans name it: library name, LUT file with its RTL, or exact)
     and the accelerator's operand format, weight port, accumulator width and mode, synthesised with its
     flip-flops."""
@@ -262,7 +268,8 @@ def pe_design(multiplier: str, accel) -> PeDesign:
               if k in ("OPERAND_SM", "WEIGHT_PORT", "P_BITS", "ACC_BITS", "ACC_SAT")}
     sources = rtl.build_sources(cache_dir("pe-adapters") / rtl.module)
     design = HdlDesign.create(sources, PE_TOP, params, rtl.build_defines())
-    return PeDesign(multiplier, synthesize(design, sequential=True), accel.acc_bits, accel.operand_format)
+    return PeDesign(multiplier, _loads(synthesize(design, sequential=True), caps), accel.acc_bits,
+                    accel.operand_format)
 
 
 def pe_inputs(pe: PeDesign, stream: PeStream) -> dict[str, np.ndarray]:
@@ -308,16 +315,16 @@ def uniform_pe_stream(operand_format: str, segments: int = 64, cycles: int = 256
 
 
 def compare_pes(names: list[str], accel, streams: dict[str, PeStream] | None, seed: int,
-                progress=None) -> tuple[list[dict], Estimate]:
+                progress=None, caps: dict | None = None) -> tuple[list[dict], Estimate]:
     """As :func:`compare_designs` for whole PEs: energy per cycle relative to the exact multiplier's PE on the
     uniform PE stream; returns the rows and that reference."""
     uniform = uniform_pe_stream(accel.operand_format, seed=seed)
-    reference = pe_energy(pe_design("exact", accel), uniform)
+    reference = pe_energy(pe_design("exact", accel, caps), uniform)
     rows = []
     for name in names:
         if progress:
             progress(name)
-        pe = pe_design(name, accel)
+        pe = pe_design(name, accel, caps)
         uni = pe_energy(pe, uniform).scaled(1 / reference.per_transition)
         row = {"design": name, "gates": pe.gates, "flip_flops": len(pe.netlist.regs), "uniform": uni.to_dict()}
         if streams:

@@ -4,7 +4,7 @@
 Contract of :func:`run`: ``packed[t, i, w]`` holds input bit i (the nets ``in_nets[i]``) of lanes 64w..64w+63
 in cycle t; flip-flops start at 0 and take their D after each cycle; transitions are counted from cycle 1 on,
 only in the lanes ``mask`` keeps. Returns (per-net transitions summed over lanes, load-weighted transitions per
-lane slot [W * 64]).
+lane slot [W * 64], float64).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _run(ops, regs, in_nets, packed, n_nets, load, mask):
     prev = np.zeros((n_nets, words), np.uint64)
     state = np.zeros((regs.shape[0], words), np.uint64)
     per_net = np.zeros(n_nets, np.int64)
-    per_lane = np.zeros(words * 64, np.int64)
+    per_lane = np.zeros(words * 64, np.float64)
     for t in range(cycles):
         for w in range(words):
             vals[0, w] = 0
@@ -86,5 +86,5 @@ def run(ops: np.ndarray, regs: np.ndarray, in_nets: np.ndarray, packed: np.ndarr
     """See the module docstring."""
     args = (np.ascontiguousarray(ops, np.int64), np.ascontiguousarray(regs, np.int64).reshape(-1, 2),
             np.ascontiguousarray(in_nets, np.int64), np.ascontiguousarray(packed, np.uint64), int(n_nets),
-            np.ascontiguousarray(load, np.int64), np.ascontiguousarray(mask, np.uint64))
+            np.ascontiguousarray(load, np.float64), np.ascontiguousarray(mask, np.uint64))
     return (_compiled or _run)(*args)

@@ -30,9 +30,9 @@ class Activity:
     toggles: np.ndarray  #: [nets] int64
     vectors: int
 
-    def weighted(self, load: np.ndarray) -> int:
+    def weighted(self, load: np.ndarray) -> float:
         """Sum over nets of toggles x load (the energy model's switched capacitance, in load units)."""
-        return int(self.toggles @ load)
+        return float(self.toggles @ load)
 
     def per_transition(self, load: np.ndarray) -> float:
         """Switched capacitance per operand transition (per cycle after the first)."""
