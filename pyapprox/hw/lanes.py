@@ -3,7 +3,9 @@
 
 Contract of :func:`run`: ``packed[t, i, w]`` holds input bit i (the nets ``in_nets[i]``) of lanes 64w..64w+63
 in cycle t; flip-flops start at 0 and take their D after each cycle; transitions are counted from cycle 1 on,
-only in the lanes ``mask`` keeps. Returns (per-net transitions summed over lanes, load-weighted transitions per
+only in the lanes ``mask`` keeps, in bit-sliced counters (one word per bit of the count, 64 lanes at once, a
+ripple carry per increment), so counting costs a few word operations per net and cycle however many lanes
+toggle. Returns (per-net transitions summed over lanes, load-weighted transitions per
 lane slot [W * 64], float64).
 """
 
@@ -12,24 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 try:  # numba is optional, as for the LUT kernels
-    from numba import njit
+    from numba import njit, prange
 except Exception:  # pragma: no cover - depends on the environment
-    njit = None
+    njit, prange = None, range
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+SLICES = 40  # bit-sliced transition counters: up to 2^40 cycles per lane
 
 
-def _run(ops, regs, in_nets, packed, n_nets, load, mask):
+def _run(ops, regs, in_nets, packed, n_nets, mask, slices):
     cycles, n_in, words = packed.shape
     ones = np.uint64(0xFFFFFFFFFFFFFFFF)
-    one = np.uint64(1)
     vals = np.zeros((n_nets, words), np.uint64)
     prev = np.zeros((n_nets, words), np.uint64)
     state = np.zeros((regs.shape[0], words), np.uint64)
-    per_net = np.zeros(n_nets, np.int64)
-    per_lane = np.zeros(words * 64, np.float64)
-    for t in range(cycles):
-        for w in range(words):
+    counters = np.zeros((n_nets, words, slices), np.uint64)  # bit k of every lane's count of each net
+    for w in prange(words):  # words are independent lanes: threads take whole words
+        for t in range(cycles):
             vals[0, w] = 0
             vals[1, w] = ones
             for i in range(n_in):
@@ -65,20 +66,21 @@ def _run(ops, regs, in_nets, packed, n_nets, load, mask):
                 vals[out, w] = v
             if t > 0:
                 for n in range(n_nets):
-                    x = (vals[n, w] ^ prev[n, w]) & mask[w]
-                    if x != 0:
-                        for j in range(64):
-                            if (x >> np.uint64(j)) & one:
-                                per_net[n] += 1
-                                per_lane[w * 64 + j] += load[n]
+                    carry = (vals[n, w] ^ prev[n, w]) & mask[w]  # lanes where net n changed
+                    k = 0
+                    while carry != 0:  # add 1 in those lanes: a ripple carry through the bit slices
+                        both = counters[n, w, k] & carry
+                        counters[n, w, k] ^= carry
+                        carry = both
+                        k += 1
             for n in range(n_nets):
                 prev[n, w] = vals[n, w]
             for r in range(regs.shape[0]):
                 state[r, w] = vals[regs[r, 0], w]
-    return per_net, per_lane
+    return counters
 
 
-_compiled = njit(cache=True, nogil=True, boundscheck=False)(_run) if njit is not None else None
+_compiled = njit(cache=True, nogil=True, boundscheck=False, parallel=True)(_run) if njit is not None else None
 
 
 def run(ops: np.ndarray, regs: np.ndarray, in_nets: np.ndarray, packed: np.ndarray, n_nets: int, load: np.ndarray,
@@ -86,5 +88,10 @@ def run(ops: np.ndarray, regs: np.ndarray, in_nets: np.ndarray, packed: np.ndarr
     """See the module docstring."""
     args = (np.ascontiguousarray(ops, np.int64), np.ascontiguousarray(regs, np.int64).reshape(-1, 2),
             np.ascontiguousarray(in_nets, np.int64), np.ascontiguousarray(packed, np.uint64), int(n_nets),
-            np.ascontiguousarray(load, np.float64), np.ascontiguousarray(mask, np.uint64))
-    return (_compiled or _run)(*args)
+            np.ascontiguousarray(mask, np.uint64), SLICES)
+    counters = (_compiled or _run)(*args)  # [nets, words, slices]
+    bits = np.unpackbits(counters.view(np.uint8).reshape(n_nets, counters.shape[1], SLICES, 8), axis=3,
+                         bitorder="little")  # [nets, words, slices, 64 lanes]
+    weights = (np.uint64(1) << np.arange(SLICES, dtype=np.uint64)).astype(np.float64)
+    counts = np.einsum("nwkj,k->nwj", bits, weights).reshape(n_nets, -1)  # [nets, lanes]
+    return counts.sum(axis=1).astype(np.int64), np.asarray(load, np.float64) @ counts

@@ -195,13 +195,12 @@ def lanes_activity(net: GateNetlist, inputs: dict[str, np.ndarray]) -> tuple[np.
     words = -(-lanes // 64)
     in_nets, planes = [], []
     for port, v in inputs.items():
-        v = np.asarray(v).astype(np.uint64)
-        width = len(net.inputs[port])
         lanes_t = np.zeros((cycles, words * 64), np.uint64)
-        lanes_t[:, :lanes] = v.T
-        bits = ((lanes_t[None] >> np.arange(width, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(np.uint8)
-        planes.append(np.packbits(bits, axis=2, bitorder="little").view("<u8").reshape(width, cycles, words))
-        in_nets += list(net.inputs[port])
+        lanes_t[:, :lanes] = np.asarray(v).astype(np.uint64).T
+        for k, bit_net in enumerate(net.inputs[port]):  # one bit plane at a time: no [bits, cycles, lanes] temp
+            plane = ((lanes_t >> np.uint64(k)) & np.uint64(1)).astype(np.uint8)
+            planes.append(np.packbits(plane, axis=1, bitorder="little").view("<u8").reshape(1, cycles, words))
+            in_nets.append(bit_net)
     packed = np.concatenate(planes, axis=0).transpose(1, 0, 2)  # [cycles, input bits, words]
     mask = np.packbits((np.arange(words * 64) < lanes).astype(np.uint8), bitorder="little").view("<u8")
     per_net, per_lane = lane_engine.run(net.ops, net.regs, np.array(in_nets), packed, net.n_nets, net.load, mask)
