@@ -169,7 +169,9 @@ def test_search_finetune_checks_the_budget_after_fine_tuning(ctx, store, weights
             base = run_jobs(ctx, [Job.of({})], store, 1, None, False)[0]
             return dict(store.get(base)["metrics"]), {"weights": str(weights), "sha256": "x"}
 
-    budget = parse_budget("rel<=1.0*exact, a1>=1.0*exact")
+    # rel pinned to the exact network's: any change rejects a plan, whichever way the numerics of this machine
+    # tip it (a plain 'rel<=1.0*exact' was met by drum4 here, 1e-6 better, and the fine-tuner never ran)
+    budget = parse_budget("rel<=1.0*exact, rel>=1.0*exact, a1>=1.0*exact")
     plain = search(ctx, budget, ["trunc6", "drum4"], LAYERS, store, refine=0, progress=False)
     tuned = search(ctx, budget, ["trunc6", "drum4"], LAYERS, store, refine=0, progress=False,
                    finetuner=Recovering(), finetune_max=2)

@@ -33,7 +33,7 @@ def _cli(capsys, *args):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--cost-metric", "bogus", "--cost-metric 'bogus': unknown cost metric; valid: transistors, gates, ice40_lut4, "
-                               "xilinx_lut"),
+                               "xilinx_lut, energy"),
     ("--accuracy", "acc", "--accuracy 'acc': unknown metric; valid: a1, a2, a3, rel, rms, log10"),
 ])
 def test_sweep_multipliers_checks_metrics_first(tmp_path, capsys, no_work, option, value, message):
