@@ -27,7 +27,8 @@ def configure(p) -> None:
     from pyapprox.commands.cosim import add_image_args
     from pyapprox.commands.eval import add_model_args
 
-    p.add_argument("designs", nargs="*", metavar="DESIGN", help="library multipliers (mbm, trunc6, drum4, ...)")
+    p.add_argument("designs", nargs="*", metavar="DESIGN",
+                   help="library multipliers (mbm, trunc6, drum4, ...) or LUT files that record their RTL")
     p.add_argument("--verilog", nargs="+", metavar="FILE.v", help="a user multiplier's Verilog sources (with --top)")
     p.add_argument("--top", help="top module of --verilog")
     p.add_argument("--a", help="operand port a (detected when unambiguous)")
@@ -91,10 +92,17 @@ def _check(args) -> None:
     check_image_args(args)
 
 
-def _designs(args, fmt: str, caps) -> list:
-    from pyapprox.experiments.power import library_design, user_design
+def _need_rtl(name: str, design):
+    if design is None:
+        raise PyapproxError(f"{name}: no RTL for its energy (a LUT file whose sidecar records no sources, or whose "
+                            f"sources changed)")
+    return design
 
-    designs = [library_design(n, fmt, caps) for n in args.designs]
+
+def _designs(args, fmt: str, caps) -> list:
+    from pyapprox.experiments.power import multiplier_design, user_design
+
+    designs = [_need_rtl(n, multiplier_design(n, fmt, caps)) for n in args.designs]
     if args.verilog:
         signs = tuple(args.sign_ports.split(",")) if args.sign_ports else None
         if signs is not None and len(signs) != 3:
@@ -145,7 +153,8 @@ def run(args) -> int:
         assignment = approximate(qmodel, rules)
         designs = {"exact": exact}
         for mult in sorted(set(assignment.values()) - {"exact"}):
-            designs[mult] = P.pe_design(mult, cfg, caps) if args.pe else P.library_design(mult, fmt, caps)
+            designs[mult] = (P.pe_design(mult, cfg, caps) if args.pe
+                             else _need_rtl(mult, P.multiplier_design(mult, fmt, caps)))
         say(f"capturing every conv's PE streams on {image_text}")
         streams = P.network_streams(qmodel, image, None, args.rows, args.cols, args.segments, args.min_pairs,
                                     args.seed)

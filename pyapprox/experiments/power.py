@@ -187,11 +187,11 @@ def plan_energy(assignment: dict[str, str], streams: dict[str, PeStream], design
             "energy_per_mac": mean.per_transition, "energy_per_mac_ci95": mean.half_width}
 
 
-def multiplier_design(name: str, operand_format: str) -> PowerDesign | None:
+def multiplier_design(name: str, operand_format: str, caps: dict | None = None) -> PowerDesign | None:
     """A library name, or a LUT file whose sidecar records its RTL (None when its sources are gone or changed:
     no energy, as for a bare table)."""
     if not is_lut_file(name):
-        return library_design(name, operand_format)
+        return library_design(name, operand_format, caps)
     lut = LUT.load(name)
     meta = lut.meta
     try:
@@ -204,7 +204,7 @@ def multiplier_design(name: str, operand_format: str) -> PowerDesign | None:
     signs = (ports.get("a_sign"), ports.get("b_sign"), ports.get("out_sign")) if ports.get("a_sign") else None
     return user_design(srcs, meta["top"], a=ports.get("a"), b=ports.get("b"), out=ports.get("out"),
                        params=meta.get("params"), defines=meta.get("defines"), ties=meta.get("ties"),
-                       sign_ports=signs, signed=lut.operands == "signed", label=name)
+                       sign_ports=signs, signed=lut.operands == "signed", label=name, caps=caps)
 
 
 def energy_costs(ctx: EvalContext, names, image_index: int = 0, segments: int = 64, min_pairs: int = 256,

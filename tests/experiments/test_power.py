@@ -21,7 +21,7 @@ from pyapprox.hw.vcd import icarus_toggles
 from pyapprox.nn.config import AccelConfig
 from pyapprox.nn.quant import qconv_layers
 from tests.lut.designs import SEQUENTIAL, write
-from tests.sim.test_cosim import calib, image, model, qmodel_for  # noqa: F401 (fixtures)
+from tests.sim.test_cosim import calib, image, model, qmodel_for, user_lut  # noqa: F401 (fixtures)
 
 KINDS = ["0.0", "1.conv.0.0", "1.conv.1"]  # full 3x3 stride 2, depthwise, pointwise
 
@@ -164,3 +164,13 @@ def test_power_cli_pe(tmp_path):
     assert rows["trunc6"]["flip_flops"] == rows["exact"]["flip_flops"] > 32  # accumulator, result, flags
     assert rows["trunc6"]["network"]["per_transition"] < rows["exact"]["network"]["per_transition"]
     assert _cli("exact", "--pe", "--verilog", "x.v", "--top", "t") == 2
+
+
+def test_a_lut_file_with_its_rtl_and_one_without(user_lut, capsys):  # noqa: F811
+    """A LUT from `lut gen` of a user design (odd port names, a parameter, a tied port) is priced from the RTL its
+    sidecar records; a bare table has none."""
+    assert _cli(user_lut / "my_mult.npy", "exact", "--stream", "uniform", "--pairs", 4096, "--quiet") == 0
+    out = capsys.readouterr().out
+    assert "my_mult.npy" in out and "exact" in out
+    assert _cli(user_lut / "my_mult.bin", "--stream", "uniform", "--quiet") == 2
+    assert "no RTL" in capsys.readouterr().err
