@@ -18,6 +18,42 @@ def _kv(text: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
+def add_port_args(p: argparse.ArgumentParser) -> None:
+    """How a user's Verilog multiplier is read: its ports, parameters, macros, ties and operand format (shared by
+    ``lut gen`` and ``power``)."""
+    p.add_argument("--a", help="operand a port (auto-detected when unambiguous)")
+    p.add_argument("--b", help="operand b port")
+    p.add_argument("--out", help="product port")
+    p.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    p.add_argument("--define", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    p.add_argument("--tie", action="append", type=_kv, default=[], metavar="PORT=VALUE",
+                   help="hold an extra input port at a constant")
+    p.add_argument("--signed", action="store_true", help="operands and output are two's complement")
+    p.add_argument("--sign-ports", metavar="A_SIGN,B_SIGN,P_SIGN",
+                   help="sign-magnitude design: its 1-bit sign ports (magnitudes are --a/--b/--out)")
+
+
+def parse_sign_ports(text: str | None) -> tuple[str, str, str] | None:
+    """``--sign-ports A_SIGN,B_SIGN,P_SIGN`` as three names (None when not given)."""
+    if not text:
+        return None
+    names = tuple(s.strip() for s in text.split(","))
+    if len(names) != 3:
+        raise PyapproxError(f"--sign-ports needs three names A_SIGN,B_SIGN,P_SIGN, got {text!r}")
+    return names
+
+
+def parse_ties(pairs) -> dict[str, int]:
+    """``--tie PORT=VALUE`` pairs as {port: integer} (decimal, 0x, 0b or 0o)."""
+    ties = {}
+    for k, v in pairs:
+        try:
+            ties[k] = int(v, 0)
+        except ValueError:
+            raise PyapproxError(f"--tie {k}={v}: value must be an integer") from None
+    return ties
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="lut_cmd", metavar="ACTION")
     sub.required = True
@@ -26,16 +62,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("sources", nargs="*", metavar="FILE.v", help="Verilog sources (all files of the design)")
     g.add_argument("--top", help="top module name")
     g.add_argument("--name", help="a library design name instead of sources (e.g. mbm, trunc4, sm(drum4))")
-    g.add_argument("--a", help="operand a port (auto-detected when unambiguous)")
-    g.add_argument("--b", help="operand b port")
-    g.add_argument("--out", help="product port")
-    g.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
-    g.add_argument("--define", action="append", type=_kv, default=[], metavar="NAME=VALUE")
-    g.add_argument("--tie", action="append", type=_kv, default=[], metavar="PORT=VALUE",
-                   help="hold an extra input port at a constant")
-    g.add_argument("--signed", action="store_true", help="operands and output are two's complement")
-    g.add_argument("--sign-ports", metavar="A_SIGN,B_SIGN,P_SIGN",
-                   help="sign-magnitude design: its 1-bit sign ports (magnitudes are --a/--b/--out)")
+    add_port_args(g)
     g.add_argument("--sim", choices=["both", "verilator", "icarus"], default="both",
                    help="simulators to run (default both; a table is only trusted when both agree)")
     g.add_argument("--no-cache", action="store_true")
@@ -82,17 +109,8 @@ def _gen(args) -> int:
     else:
         if not args.sources or not args.top:
             raise PyapproxError("need Verilog sources and --top MODULE (or --name LIBRARY_NAME)")
-        sign_ports = None
-        if args.sign_ports:
-            sign_ports = tuple(s.strip() for s in args.sign_ports.split(","))
-            if len(sign_ports) != 3:
-                raise PyapproxError(f"--sign-ports needs three names A_SIGN,B_SIGN,P_SIGN, got {args.sign_ports!r}")
-        ties = {}
-        for k, v in args.tie:
-            try:
-                ties[k] = int(v, 0)
-            except ValueError:
-                raise PyapproxError(f"--tie {k}={v}: value must be an integer") from None
+        sign_ports = parse_sign_ports(args.sign_ports)
+        ties = parse_ties(args.tie)
         lut = generate(args.sources, args.top, a=args.a, b=args.b, out=args.out, params=dict(args.param),
                        defines=dict(args.define), signed=args.signed, sign_ports=sign_ports, ties=ties,
                        simulators=sims, use_cache=not args.no_cache)

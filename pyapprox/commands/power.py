@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pyapprox.commands.lut import _kv
+from pyapprox.commands.lut import add_port_args, parse_sign_ports, parse_ties
 from pyapprox.errors import PyapproxError
 
 STREAMS = ("both", "uniform", "network")
@@ -31,14 +31,7 @@ def configure(p) -> None:
                    help="library multipliers (mbm, trunc6, drum4, ...) or LUT files that record their RTL")
     p.add_argument("--verilog", nargs="+", metavar="FILE.v", help="a user multiplier's Verilog sources (with --top)")
     p.add_argument("--top", help="top module of --verilog")
-    p.add_argument("--a", help="operand port a (detected when unambiguous)")
-    p.add_argument("--b", help="operand port b (detected when unambiguous)")
-    p.add_argument("--out", help="product port (detected when unambiguous)")
-    p.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
-    p.add_argument("--define", action="append", type=_kv, default=[], metavar="NAME=VALUE")
-    p.add_argument("--tie", action="append", type=_kv, default=[], metavar="PORT=VALUE")
-    p.add_argument("--sign-ports", metavar="A_SIGN,B_SIGN,P_SIGN", help="a sign-magnitude design's sign ports")
-    p.add_argument("--signed", action="store_true", help="the user multiplier is two's complement (int8 operands)")
+    add_port_args(p)  # of --verilog
     p.add_argument("--plan", help="a plan file: energy per inference of the plan")
     p.add_argument("--approx", action="append", metavar="SELECTOR=MULTIPLIER", help="plan rules, as for eval")
     p.add_argument("--stream", choices=STREAMS, default="both", help="designs: which streams (default both)")
@@ -104,11 +97,9 @@ def _designs(args, fmt: str, caps) -> list:
 
     designs = [_need_rtl(n, multiplier_design(n, fmt, caps)) for n in args.designs]
     if args.verilog:
-        signs = tuple(args.sign_ports.split(",")) if args.sign_ports else None
-        if signs is not None and len(signs) != 3:
-            raise PyapproxError(f"--sign-ports {args.sign_ports}: expected A_SIGN,B_SIGN,P_SIGN")
+        signs = parse_sign_ports(args.sign_ports)
         designs.append(user_design(args.verilog, args.top, a=args.a, b=args.b, out=args.out,
-                                   params=dict(args.param), defines=dict(args.define), ties=dict(args.tie),
+                                   params=dict(args.param), defines=dict(args.define), ties=parse_ties(args.tie),
                                    sign_ports=signs, signed=args.signed, caps=caps))
     return designs
 
@@ -176,10 +167,10 @@ def run(args) -> int:
             qmodel, image, image_text, kinds = quantized_model_and_image(args, cfg, say, args.layers or ())
             names = None
             if args.layers:
-                from pyapprox.nn.plan import select
+                from pyapprox.nn.plan import model_layers, select
 
                 picked = {n for sel in args.layers for n in select(sel, kinds)}
-                names = [n for n in model_layers_of(qmodel) if n in picked]
+                names = [n for n in model_layers(qmodel) if n in picked]
             say(f"capturing PE streams of {len(names) if names else 'every'} conv(s) on {image_text}")
             streams = P.network_streams(qmodel, image, names, args.rows, args.cols, args.segments, args.min_pairs,
                                         args.seed)
@@ -203,12 +194,6 @@ def run(args) -> int:
     if args.json:
         pio.write_json(Path(args.json), out)
     return 0
-
-
-def model_layers_of(qmodel):
-    from pyapprox.nn.plan import model_layers
-
-    return list(model_layers(qmodel))
 
 
 def _fmt(d: dict | None) -> str:

@@ -29,48 +29,45 @@ from pyapprox.sim.hdl import check_identifier
 TB = "pyapprox_toggle_tb"
 
 
-def _testbench(net: GateNetlist, vectors: int) -> str:
-    ins = list(net.inputs.items())
-    total = sum(len(bits) for _, bits in ins)
-    lines = ["`timescale 1ns/1ps", f"module {TB};"]
-    for port, bits in ins:
+def _declarations(net: GateNetlist, vectors: int, timescale: str, clock: str | None = None) -> list[str]:
+    """The testbench's header: registers for the inputs (and clock), wires for the outputs, the stimulus memory,
+    the step counter, and the netlist instance (every name a checked identifier)."""
+    ports = [*([clock] if clock else []), *net.inputs, *net.outputs]
+    total = sum(len(bits) for bits in net.inputs.values())
+    lines = [f"`timescale {timescale}", f"module {TB};"] + ([f"  reg {clock};"] if clock else [])
+    for port, bits in net.inputs.items():
         lines.append(f"  reg [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
     for port, bits in net.outputs.items():
         lines.append(f"  wire [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
-    lines += [f"  reg [{total - 1}:0] stim [0:{vectors - 1}];", "  integer i;", "  reg [31:0] step;",
-              f"  {check_identifier(net.top, 'top module')} dut("
-              + ", ".join(f".{p}({p})" for p in [*net.inputs, *net.outputs]) + ");",
-              "  initial begin", '    $readmemh("stim.hex", stim);', '    $dumpfile("dump.vcd");',
-              "    $dumpvars(0, dut);", "    $dumpvars(0, step);",
-              f"    for (i = 0; i < {vectors}; i = i + 1) begin",
-              "      {" + ", ".join(p for p, _ in ins) + "} = stim[i];", "      step = i;", "      #10;", "    end",
-              "    $finish;", "  end", "endmodule", ""]
+    return lines + [f"  reg [{total - 1}:0] stim [0:{vectors - 1}];", "  integer i;", "  reg [31:0] step;",
+                    f"  {check_identifier(net.top, 'top module')} dut(" + ", ".join(f".{p}({p})" for p in ports)
+                    + ");"]
+
+
+_DUMP = ['    $readmemh("stim.hex", stim);', '    $dumpfile("dump.vcd");', "    $dumpvars(0, dut);",
+         "    $dumpvars(0, step);"]
+
+
+def _testbench(net: GateNetlist, vectors: int) -> str:
+    cat = "{" + ", ".join(net.inputs) + "}"
+    lines = _declarations(net, vectors, "1ns/1ps") + [
+        "  initial begin", *_DUMP, f"    for (i = 0; i < {vectors}; i = i + 1) begin",
+        f"      {cat} = stim[i];", "      step = i;", "      #10;", "    end", "    $finish;", "  end", "endmodule", ""]
     return "\n".join(lines)
 
 
 def _clocked_testbench(net: GateNetlist, vectors: int) -> str:
     """A sequential netlist: vector 0 is applied at time 0, vector n at the n-th rising clock edge (time 10n - 5
     ns, non-blocking like a register stage), so inputs and flip-flops change in the same time step."""
-    ins = list(net.inputs.items())
-    total = sum(len(bits) for _, bits in ins)
     clk = check_identifier(net.clock, "clock port")
-    cat = "{" + ", ".join(p for p, _ in ins) + "}"
-    lines = ["`timescale 1ns/1ns", f"module {TB};", f"  reg {clk};"]
-    for port, bits in ins:
-        lines.append(f"  reg [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
-    for port, bits in net.outputs.items():
-        lines.append(f"  wire [{len(bits) - 1}:0] {check_identifier(port, 'port')};")
-    lines += [f"  reg [{total - 1}:0] stim [0:{vectors - 1}];", "  integer i;", "  reg [31:0] step;",
-              f"  {check_identifier(net.top, 'top module')} dut("
-              + ", ".join(f".{p}({p})" for p in [clk, *net.inputs, *net.outputs]) + ");",
-              f"  always #5 {clk} = ~{clk};",
-              f"  always @(posedge {clk}) begin",
-              f"    if (i < {vectors}) begin {cat} <= stim[i]; step <= i; i <= i + 1; end",
-              "  end",
-              f"  initial #{10 * vectors - 8} $finish;  // after the last vector's cycle, before the next edge",
-              "  initial begin", '    $readmemh("stim.hex", stim);', '    $dumpfile("dump.vcd");',
-              "    $dumpvars(0, dut);", "    $dumpvars(0, step);",
-              f"    {clk} = 0; {cat} = stim[0]; step = 0; i = 1;", "  end", "endmodule", ""]
+    cat = "{" + ", ".join(net.inputs) + "}"
+    lines = _declarations(net, vectors, "1ns/1ns", clk) + [
+        f"  always #5 {clk} = ~{clk};",
+        f"  always @(posedge {clk}) begin",
+        f"    if (i < {vectors}) begin {cat} <= stim[i]; step <= i; i <= i + 1; end",
+        "  end",
+        f"  initial #{10 * vectors - 8} $finish;  // after the last vector's cycle, before the next edge",
+        "  initial begin", *_DUMP, f"    {clk} = 0; {cat} = stim[0]; step = 0; i = 1;", "  end", "endmodule", ""]
     return "\n".join(lines)
 
 
