@@ -45,22 +45,12 @@ def layer_tiles(name: str, qconv, codes, acc, acfg: ArrayConfig, n_tiles: int | 
     wmat = wc.view(o, k).numpy()
     bias = conv.bias_codes.to(torch.int64).numpy()
     acc_flat = acc[0].reshape(o, L).to(torch.int64).numpy()
-    requantized = qconv.s_out is not None
-    if requantized:
-        q_flat = qconv.output_codes(acc.to(torch.int64))[0].reshape(o, L).to(torch.int64).numpy()
-        m = qconv.rq_mult.to(torch.int64).numpy()
-        mneg = qconv.rq_mult_neg.to(torch.int64).numpy() if qconv.rq_mult_neg is not None else m
-        shift = qconv.rq_shift.to(torch.int64).numpy()
-        qlo = np.full(o, int(qconv.qlo), np.int64)
-        qhi = np.full(o, int(qconv.qhi), np.int64)
-    else:
-        q_flat = None
-        m, mneg = np.ones(o, np.int64), np.ones(o, np.int64)
-        shift = np.zeros(o, np.int64)
-        qmin, qmax = (-128, 127) if acfg.operand_format == "int8" else (-255, 255)
-        qlo, qhi = np.full(o, qmin, np.int64), np.full(o, qmax, np.int64)
+    q_flat = qconv.output_codes(acc.to(torch.int64))[0].reshape(o, L).to(torch.int64).numpy() \
+        if qconv.s_out is not None else None
+    _, rqp = layer_requant(qconv, acfg)
+    m, mneg, shift, qlo, qhi = (rqp[key] for key in ("m", "mneg", "shift", "qlo", "qhi"))
     rows, ccount = acfg.rows, acfg.cols
-    dw = og == 1 and groups > 1  # one output channel per group: per-PE activations
+    dw = is_depthwise(conv)
     # enumerate tiles: (group or channel block, pixel block)
     blocks = []
     if dw:
@@ -108,11 +98,36 @@ def layer_tiles(name: str, qconv, codes, acc, acfg: ArrayConfig, n_tiles: int | 
         tile.exp_ovf = ref_ovf[:nr, :nc]
         tile.exp_q = q_flat[r0:r1, c0:c1] if q_flat is not None else None
         tiles.append(tile)
-    info = {"kind": conv.kind, "in_channels": cg * groups, "out_channels": o, "kernel": [kh, kw],
+    return tiles, total, layer_description(qconv, (ho, wo))
+
+
+def is_depthwise(conv) -> bool:
+    """One output channel per group (and more than one group): the array's per-PE activation mode."""
+    return conv.weight_codes.shape[0] // conv.groups == 1 and conv.groups > 1
+
+
+def layer_description(qconv, output_hw) -> dict:
+    conv = qconv.conv
+    o, cg, kh, kw = conv.weight_codes.shape
+    return {"kind": conv.kind, "in_channels": cg * conv.groups, "out_channels": o, "kernel": [kh, kw],
             "stride": list(conv.stride), "padding": list(conv.padding), "dilation": list(conv.dilation),
-            "groups": groups, "output": [ho, wo], "k": k, "mode": "depthwise" if dw else "dense",
-            "requantized": requantized, "act": qconv.act, "multiplier": conv.multiplier}
-    return tiles, total, info
+            "groups": conv.groups, "output": list(output_hw), "k": cg * kh * kw,
+            "mode": "depthwise" if is_depthwise(conv) else "dense", "requantized": qconv.s_out is not None,
+            "act": qconv.act, "multiplier": conv.multiplier}
+
+
+def layer_requant(qconv, acfg: ArrayConfig) -> tuple[bool, dict]:
+    """(requantized?, per output channel m, mneg, shift, qlo, qhi as the array's requantization unit takes them).
+    A layer that is not requantized passes its accumulator through: m = 1, shift 0, the operand code range."""
+    o = qconv.conv.weight_codes.shape[0]
+    if qconv.s_out is not None:
+        m = qconv.rq_mult.to(torch.int64).numpy()
+        mneg = qconv.rq_mult_neg.to(torch.int64).numpy() if qconv.rq_mult_neg is not None else m
+        return True, {"m": m, "mneg": mneg, "shift": qconv.rq_shift.to(torch.int64).numpy(),
+                      "qlo": np.full(o, int(qconv.qlo), np.int64), "qhi": np.full(o, int(qconv.qhi), np.int64)}
+    qmin, qmax = (-128, 127) if acfg.operand_format == "int8" else (-255, 255)
+    return False, {"m": np.ones(o, np.int64), "mneg": np.ones(o, np.int64), "shift": np.zeros(o, np.int64),
+                   "qlo": np.full(o, qmin, np.int64), "qhi": np.full(o, qmax, np.int64)}
 
 
 def check_fits(name: str, qconv, acfg: ArrayConfig) -> None:
