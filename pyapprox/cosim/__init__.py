@@ -4,9 +4,12 @@ Pipeline (:func:`cosim_model`): a real image goes through the calibrated quantiz
 applied to the selected layers; forward hooks capture each selected layer's actual input codes and its own
 accumulators (:mod:`.capture`); the layer is cut into array tiles of real operands (:mod:`.tiles`); the tiles
 stream through ``mac_array`` built with exactly the multiplier RTL the LUT came from (:mod:`.rtl`,
-:func:`pyapprox.sim.mac_array.run_stream`, on Icarus or Verilator); and every accumulator, overflow flag and
+:func:`pyapprox.sim.mac_array.run_stream`, cocotb on Icarus or Verilator); and every accumulator, overflow flag and
 output code is compared with the layer's accumulators, the tile reference's overflow flags and
 ``QConv2d.output_codes`` (:mod:`.report`).
+
+:func:`cosim_network` (:mod:`.whole`) does the same for every tile of every selected conv of the image, streamed
+layer by layer through an in-process compiled Verilator model of the array (:mod:`pyapprox.sim.verilated`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pyapprox.cosim.capture import capture_layers, resolve_layers
 from pyapprox.cosim.report import CosimReport, compare, format_report
 from pyapprox.cosim.rtl import lut_file_rtl, multiplier_rtl
 from pyapprox.cosim.tiles import check_fits, layer_tiles
+from pyapprox.cosim.whole import cosim_network
 from pyapprox.errors import PyapproxError
 from pyapprox.nn.plan import approximate, model_layers
 from pyapprox.nn.quant import qconv_layers
@@ -26,7 +30,7 @@ from pyapprox.sim.mac_array import (ARRAY_TOP, S_BITS, SIMULATORS, ArrayConfig, 
 
 __all__ = ["ArrayConfig", "MultiplierRtl", "Tile", "CosimReport", "multiplier_rtl", "lut_file_rtl", "layer_tiles",
            "check_fits", "stream_arrays", "run_stream", "compare", "capture_layers", "resolve_layers", "cosim_model",
-           "format_report", "check_array_args"]
+           "format_report", "check_array_args", "cosim_network"]
 
 
 def cosim_model(qmodel, image, selectors, multiplier: str, *, rows: int = 8, cols: int = 8, tiles: int | None = 8,

@@ -79,14 +79,19 @@ def format_report(rep: CosimReport) -> str:
     lines.append(f"array: {a['rows']}x{a['cols']} PEs, {a['operand_format']} operands, weight on port "
                  f"{a['weight_port']}, {a['acc_bits']}-bit {a['acc_mode']} accumulator, {a['m_bits']}-bit "
                  f"requantization multiplier")
-    lines.append(f"{'layer':<20} {'kind':<5} {'shape':<22} {'K':>5} {'tiles':>11} {'outputs':>8} {'ovf':>6} "
-                 f"{'mismatch':>8}")
+    timed = bool(rep.layers) and "seconds" in rep.layers[0]
+    lines.append(f"{'layer':<20} {'kind':<5} {'shape':<22} {'K':>5} {'tiles':>11} {'outputs':>9} {'ovf':>6} "
+                 f"{'mismatch':>8}" + (f" {'MACs':>14} {'MAC/s':>8}" if timed else ""))
     for li in rep.layers:
         shape = (f"{li['in_channels']}->{li['out_channels']} {li['kernel'][0]}x{li['kernel'][1]}"
                  f" s{li['stride'][0]}" + (f" g{li['groups']}" if li["groups"] > 1 else ""))
-        lines.append(f"{li['short']:<20} {li['kind']:<5} {shape:<22} {li['k']:>5} "
-                     f"{str(li['tiles']) + '/' + str(li['total_tiles']):>11} {li['outputs']:>8} "
-                     f"{li['overflows']:>6} {li['mismatches']:>8}")
+        line = (f"{li['short']:<20} {li['kind']:<5} {shape:<22} {li['k']:>5} "
+                f"{str(li['tiles']) + '/' + str(li['total_tiles']):>11} {li['outputs']:>9} "
+                f"{li['overflows']:>6} {li['mismatches']:>8}")
+        if timed:
+            rate = li["beats"] * a["rows"] * a["cols"] / li["seconds"] if li["seconds"] > 0 else 0
+            line += f" {li['macs']:>14,} {rate / 1e6:>7.1f}M"
+        lines.append(line)
     f = rep.field_mismatches
     lines.append(f"compared {rep.outputs:,} outputs in {rep.tiles} tiles (accumulator, overflow flag, output code): "
                  f"{rep.mismatches} mismatches (acc {f.get('acc', 0)}, ovf {f.get('ovf', 0)}, code {f.get('q', 0)}"
@@ -97,5 +102,9 @@ def format_report(rep: CosimReport) -> str:
     s = rep.sim
     lines.append(f"simulated: {s['beats']:,} beats in {s['cycles']:,} cycles, {s['array_macs']:,} array MACs "
                  f"({s['macs']:,} on real outputs) in {s['seconds']:.2f} s = {s['macs_per_s'] or 0:,.0f} MAC/s "
-                 f"({s['cycles_per_s'] or 0:,.0f} cycles/s); build and start-up {s['build_seconds']:.1f} s")
+                 f"({s['cycles_per_s'] or 0:,.0f} cycles/s)" + (f" on {s['threads']} thread(s)" if "threads" in s else "")
+                 + f"; build and start-up {s['build_seconds']:.1f} s"
+                 + (f"; whole run {s['wall_seconds']:.1f} s" if "wall_seconds" in s else ""))
+    if rep.extra.get("wave"):
+        lines.append(f"waveform of the first failing tile: {rep.extra['wave']}")
     return "\n".join(lines)

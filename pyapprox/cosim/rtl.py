@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyapprox.errors import PyapproxError
+from pyapprox.lut.gen import detect_ports
 from pyapprox.lut.library import is_lut_file
 from pyapprox.lut.sidecar import recorded_sources
 from pyapprox.lut.table import LUT
@@ -34,11 +35,31 @@ def lut_file_rtl(spec: str) -> MultiplierRtl:
         raise PyapproxError(f"multiplier {spec}: the sidecar does not record the operand/product ports")
     sm = lut.operands == "sign-magnitude"
     hd = HdlDesign.create(sources, top, dict(params), dict(defines))
-    params, defines = hd.params, hd.defines  # validated and normalised
+    origin = f"LUT file {path} (RTL {', '.join(p.name for p in sources)})"
+    return _slot_rtl(spec, origin, hd, ports, ties, sm, lut.signed, f"multiplier {spec}")
+
+
+def user_rtl(sources, top: str, *, a=None, b=None, out=None, params=None, defines=None, ties=None, sign_ports=None,
+             signed: bool = False) -> MultiplierRtl:
+    """A user's Verilog multiplier for the PE slot (files + top, ports named or detected as ``lut gen`` does):
+    ``cosim --rtl`` runs it in the array against the network's multiplier table."""
+    hd = HdlDesign.create(sources, top, params, defines)
+    ties = {str(k): int(v) for k, v in dict(ties or {}).items()}
+    pm, _ = detect_ports(hd, a, b, out, sign_ports, ties)
+    ports = {"a": pm.a, "b": pm.b, "out": pm.out, "a_sign": pm.a_sign, "b_sign": pm.b_sign, "out_sign": pm.out_sign}
+    origin = f"--rtl {', '.join(Path(s).name for s in hd.sources)} (top {top})"
+    return _slot_rtl(top, origin, hd, ports, ties, sign_ports is not None, signed, f"--rtl {top}")
+
+
+def _slot_rtl(name: str, origin: str, hd: HdlDesign, ports: dict, ties: dict, sm: bool, signed: bool,
+              where: str) -> MultiplierRtl:
+    """The design as the PE's multiplier slot sees it: directly when its ports already have the slot's names and
+    nothing is tied, else through a generated adapter."""
+    params, defines, top, sources = hd.params, hd.defines, hd.top, tuple(hd.sources)  # validated and normalised
     have = hd.ports()
     for role in ("a", "b", "out") + (("a_sign", "b_sign", "out_sign") if sm else ()):
         if ports.get(role) not in have:
-            raise PyapproxError(f"multiplier {spec}: port {ports.get(role)!r} ({role}) is not a port of {top} any more")
+            raise PyapproxError(f"{where}: port {ports.get(role)!r} ({role}) is not a port of {top} any more")
     p_bits = have[ports["out"]].width
     widths = {n: p.width for n, p in have.items()}
     if sm:
@@ -47,11 +68,10 @@ def lut_file_rtl(spec: str) -> MultiplierRtl:
     else:
         port_map = {"a": ports["a"], "b": ports["b"], "p": ports["out"]}
     direct = all(k == v for k, v in port_map.items()) and not ties
-    origin = f"LUT file {path} (RTL {', '.join(p.name for p in sources)})"
     if direct:
-        return MultiplierRtl(spec, origin, tuple(sources), top, params, defines, sm, lut.signed, p_bits, top)
-    name, text = adapter(top, params, port_map, ties, p_bits, sm, widths)
-    return MultiplierRtl(spec, origin, tuple(sources), name, (), defines, sm, lut.signed, p_bits, top, text)
+        return MultiplierRtl(name, origin, sources, top, params, defines, sm, signed, p_bits, top)
+    module, text = adapter(top, params, port_map, ties, p_bits, sm, widths)
+    return MultiplierRtl(name, origin, sources, module, (), defines, sm, signed, p_bits, top, text)
 
 
 def multiplier_rtl(spec: str, operand_format: str = "sign-magnitude") -> MultiplierRtl:

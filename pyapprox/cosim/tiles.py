@@ -18,7 +18,8 @@ from pyapprox.nn import functional as QF
 from pyapprox.sim.mac_array import ArrayConfig, Tile, tile_reference
 
 
-def _select(total: int, n: int | None) -> list[int]:
+def spread_tiles(total: int, n: int | None) -> list[int]:
+    """Indices of ``n`` tiles spread evenly over ``total`` (all of them when ``n`` is None or at least ``total``)."""
     if n is None or n >= total:
         return list(range(total))
     if n <= 1:
@@ -64,7 +65,7 @@ def layer_tiles(name: str, qconv, codes, acc, acfg: ArrayConfig, n_tiles: int | 
                     blocks.append((g, g * og + rb, cb))
     total = len(blocks)
     tiles = []
-    for idx in _select(total, n_tiles):
+    for idx in spread_tiles(total, n_tiles):
         g, r0, c0 = blocks[idx]
         r1 = min(r0 + rows, (g + 1) * og if g is not None else o)
         c1 = min(c0 + ccount, L)

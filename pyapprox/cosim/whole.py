@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from pyapprox.cosim.report import CosimReport
+from pyapprox.cosim.tiles import spread_tiles as spread
 from pyapprox.cosim.tiles import check_fits, is_depthwise, layer_description, layer_requant
 from pyapprox.errors import PyapproxError
 from pyapprox.nn import functional as QF
@@ -109,9 +110,9 @@ def _layer_data(qconv, codes, acfg: ArrayConfig):
     return wc.view(o, k).numpy(), x
 
 
-def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tile_index: int | None = None, wave=None) -> dict:
-    """Co-simulate one captured layer (all its tiles, or tile ``tile_index`` alone); per-layer counts, the first
-    mismatches and simulation totals. ``wave``: a VCD path for a traced run of the selected tile."""
+def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tiles: list[int] | None = None, wave=None) -> dict:
+    """Co-simulate one captured layer (all its tiles, or the tiles of index ``tiles``); per-layer counts, the first
+    mismatches and simulation totals. ``wave``: a VCD path for a traced run (of one tile)."""
     acfg = arr.acfg
     conv = qconv.conv
     fmt = acfg.operand_format
@@ -133,10 +134,11 @@ def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tile_index: int
     exp_q = qconv.output_codes(acc_t)[0].reshape(o, L).to(torch.int64).numpy() if requantized else None
     blocks = layer_blocks(o, conv.groups, L, dw, acfg)
     total = len(blocks)
-    if tile_index is not None:
-        if not 0 <= tile_index < total:
-            raise PyapproxError(f"layer {name}: --tile-index {tile_index} is not a tile of this layer (0..{total - 1})")
-        blocks = blocks[tile_index:tile_index + 1]
+    if tiles is not None:
+        bad = [t for t in tiles if not 0 <= t < total]
+        if bad:
+            raise PyapproxError(f"layer {name}: --tile-index {bad[0]} is not a tile of this layer (0..{total - 1})")
+        blocks = blocks[np.asarray(tiles, np.int64)]
     wire_w = encode_codes(w, fmt).astype(np.int16)
     bias = conv.bias_codes.to(torch.int64).numpy()
     got_acc = np.zeros_like(acc)
@@ -156,11 +158,11 @@ def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tile_index: int
         res = arr.run(job, threads, wave)
         cycles += res["cycles"]
         seconds += res["seconds"]
-        if tile_index is None:
+        if tiles is None:
             done[:, l0:l1] = True
         else:
-            _, r0, r1, c0 = sel[0]
-            done[r0:r1, l0 + c0:l0 + min(c0 + acfg.cols, l1 - l0)] = True
+            for _, r0, r1, c0 in sel:
+                done[r0:r1, l0 + c0:l0 + min(c0 + acfg.cols, l1 - l0)] = True
         got_acc[:, l0:l1] = np.where(done[:, l0:l1], res["acc"], 0)
         got_ovf[:, l0:l1] = res["ovf"] & done[:, l0:l1]
         got_q[:, l0:l1] = decode_codes(res["q_wire"], fmt)
@@ -188,6 +190,11 @@ def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tile_index: int
     return {"stats": stats, "first": first}
 
 
+def _shape(conv, output) -> tuple:
+    """(O, groups, L, depthwise) of a conv from its output [1, O, Ho, Wo]."""
+    return output.shape[1], conv.groups, output.shape[2] * output.shape[3], is_depthwise(conv)
+
+
 def _tile_of(ch: int, px: int, o: int, groups: int, L: int, dw: bool, acfg: ArrayConfig) -> int:
     n_c = -(-L // acfg.cols)
     if dw:
@@ -199,11 +206,13 @@ def _tile_of(ch: int, px: int, o: int, groups: int, L: int, dw: bool, acfg: Arra
 
 
 def cosim_network(qmodel, image, selectors_or_names, multiplier: str, rtl: MultiplierRtl, *, rows: int = 8,
-                  cols: int = 8, threads: int | None = None, tile_index: int | None = None, wave: Path | None = None,
-                  on_mismatch=None, progress=None, bar: bool = False) -> CosimReport:
-    """Co-simulate every tile of every named conv (forward order) of a calibrated quantized model on one image
-    [1, 3, H, W] (or tile ``tile_index`` of one layer, traced into ``wave``). ``on_mismatch(layer, tile)`` returns
-    the VCD path to write the first failing tile to (None: no waveform); the report's ``extra`` records it."""
+                  cols: int = 8, tiles: int | None = None, threads: int | None = None, tile_index: int | None = None,
+                  wave: Path | None = None, on_mismatch=None, build_root: Path | None = None, progress=None,
+                  bar: bool = False) -> CosimReport:
+    """Co-simulate the tiles of the named convs (forward order) of a calibrated quantized model on one image
+    [1, 3, H, W]: all of them, ``tiles`` per layer spread over it, or tile ``tile_index`` of one layer (traced
+    into ``wave`` when given). ``on_mismatch(layer, tile)`` returns the VCD path to write the first failing tile to
+    (None: no waveform); the report's ``extra["wave"]`` records it. ``build_root``: where the model is built."""
     say = progress or (lambda msg: None)
     cfg = getattr(qmodel, "accel_config", None)
     if cfg is None:
@@ -220,7 +229,9 @@ def cosim_network(qmodel, image, selectors_or_names, multiplier: str, rtl: Multi
     short = model_layers(model)
     for n in names:
         check_fits(n, mods[n], acfg)
-    arr = build_array(rtl, acfg, trace=wave is not None and tile_index is not None, progress=say)
+    if tiles is not None and tiles < 1:
+        raise PyapproxError(f"--tiles must be at least 1, got {tiles}")
+    arr = build_array(rtl, acfg, trace=wave is not None and tile_index is not None, progress=say, root=build_root)
     layers, first, extra = [], [], {"accelerator": cfg.to_dict(), "bench_error": None, "wave": None}
     handles = []
     progress_bar = _bar(bar, len(names))
@@ -228,14 +239,16 @@ def cosim_network(qmodel, image, selectors_or_names, multiplier: str, rtl: Multi
     def hook(name):
         def fn(module, inputs, output):
             with torch.no_grad():
-                out = cosim_layer(name, mods[name], inputs[0], output, arr, threads, tile_index,
+                total = len(layer_blocks(*_shape(mods[name].conv, output), acfg))
+                pick = [tile_index] if tile_index is not None else (spread(total, tiles) if tiles else None)
+                out = cosim_layer(name, mods[name], inputs[0], output, arr, threads, pick,
                                   wave if tile_index is not None else None)
             info = layer_description(mods[name], output.shape[2:])
             info.update({"name": name, "short": short.short(name), **out["stats"]})
             layers.append(info)
             if out["first"] and not first and on_mismatch is not None and tile_index is None:
                 extra["wave"] = _dump_first(out["first"][0], inputs[0], output, mods[name], rtl, acfg, on_mismatch,
-                                            say)
+                                            say, build_root)
             first.extend(out["first"][: max(0, 10 - len(first))])
             if progress_bar is not None:
                 progress_bar.update(1)
@@ -278,16 +291,16 @@ def cosim_network(qmodel, image, selectors_or_names, multiplier: str, rtl: Multi
                        sim, extra)
 
 
-def _dump_first(m: dict, codes, output, qconv, rtl, acfg, on_mismatch, say) -> str | None:
+def _dump_first(m: dict, codes, output, qconv, rtl, acfg, on_mismatch, say, build_root) -> str | None:
     path = on_mismatch(m["layer"], m["tile"])
     if path is None:
         return None
     path = Path(path)
     say(f"mismatch in layer {m['layer']} tile {m['tile']}: writing its waveform to {path}")
-    traced = build_array(rtl, acfg, trace=True, progress=say)
+    traced = build_array(rtl, acfg, trace=True, progress=say, root=build_root)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        cosim_layer(m["layer"], qconv, codes, output, traced, 1, m["tile"], tmp)
+        cosim_layer(m["layer"], qconv, codes, output, traced, 1, [m["tile"]], tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -142,13 +142,16 @@ def build_key(rtl: MultiplierRtl, acfg: ArrayConfig, trace: bool) -> str:
                         "harness": digest(HARNESS), "verilator": tools.verilator().version})
 
 
-def build_array(rtl: MultiplierRtl, acfg: ArrayConfig, trace: bool = False, progress=None) -> VerilatedArray:
-    """The compiled model of ``mac_array`` with ``rtl`` (built on first use, then from the cache)."""
+def build_array(rtl: MultiplierRtl, acfg: ArrayConfig, trace: bool = False, progress=None,
+                root: Path | None = None) -> VerilatedArray:
+    """The compiled model of ``mac_array`` with ``rtl`` (built on first use under ``root``, default the cache,
+    then reused)."""
     acfg = acfg.check()
     key = build_key(rtl, acfg, trace)
-    if key in _LOADED:
-        return _LOADED[key]
-    root = cache_dir("verilated")
+    root = Path(root) if root is not None else cache_dir("verilated")
+    root.mkdir(parents=True, exist_ok=True)
+    if str(root / key) in _LOADED:
+        return _LOADED[str(root / key)]
     final = root / key
     lib = final / LIBRARY
     t0 = time.perf_counter()
@@ -166,7 +169,7 @@ def build_array(rtl: MultiplierRtl, acfg: ArrayConfig, trace: bool = False, prog
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     arr = VerilatedArray(lib, acfg, rtl, trace, time.perf_counter() - t0)
-    _LOADED[key] = arr
+    _LOADED[str(final)] = arr
     return arr
 
 
