@@ -11,7 +11,7 @@ test: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 sim: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup sim
+	PYAPPROX_SIM_COVERAGE=1 $(PY) -m pytest -q -n 2 --dist loadgroup sim
 
 demo: setup
 	$(PY) -m pyapprox demo
