@@ -19,7 +19,7 @@ from pyapprox.cosim.rtl import user_rtl
 from pyapprox.data.synthetic import render
 from pyapprox.models.densedepth_mbv2 import preprocess
 from pyapprox.nn.quant import qconv_layers
-from tests.sim.test_cosim import _cli, _random_model, qmodel_for, weights  # noqa: F401 (fixture)
+from tests.sim.test_cosim import _cli, _random_model, qmodel_for, user_lut, weights  # noqa: F401 (fixtures)
 
 BROKEN_V = """\
 // exact, except for one product: (A, B) gives A*B with its low bit flipped
@@ -59,6 +59,21 @@ def test_every_output_of_every_conv_matches(small, mult):
     rep = cosim_network(q, image, names, mult, multiplier_rtl(mult), rows=4, cols=4)
     _check_all(rep, q)
     assert rep.simulator == "verilator-native" and len(rep.layers) == 66
+
+
+@pytest.mark.xdist_group("verilated")
+@pytest.mark.parametrize("spec", ["sm(drum4)", "user"])
+def test_sign_magnitude_slot_and_generated_adapter(small, user_lut, spec):  # noqa: F811
+    """sm(...) designs bring their own sign logic into the PE; a user's design with other port names, a parameter
+    and a tied input goes through the generated adapter."""
+    q, image = small
+    spec = str(user_lut / "my_mult.npy") if spec == "user" else spec
+    rtl = multiplier_rtl(spec)
+    assert rtl.sign_magnitude == spec.startswith("sm(") and (rtl.adapter is not None) == (spec.endswith(".npy"))
+    names = resolve_layers(q, ["0.0", "1.conv.0.0", "1.conv.1", "decoder.conv3"])
+    rep = cosim_network(q, image, names, spec, rtl, rows=3, cols=5)
+    assert rep.mismatches == 0 and rep.outputs == sum(li["outputs"] for li in rep.layers) > 0, format_report(rep)
+    assert all(li["multiplier"] not in (None, "exact") for li in rep.layers)
 
 
 def _broken_pair(q) -> tuple[int, int]:

@@ -10,9 +10,10 @@
 //                    (dw = 1, per-PE activations) read group r0 + r on row r
 //   acc [O, L] int64, ovf [O, L] uint8, q [O, L] int16 (wire code): written for every output of every block.
 // The blocks are split into `threads` contiguous ranges, each streamed by its own model instance (own
-// VerilatedContext) on its own thread, with the array's valid/ready protocol: one beat per cycle while
-// in_ready, out_ready held high, rows drained while the next tile accumulates. A model reset (two cycles)
-// precedes each range. With a VCD path (only in a build with --trace, one thread) every half cycle is dumped.
+// VerilatedContext, kept between calls) on its own thread, with the array's valid/ready protocol: one beat per
+// cycle while in_ready, out_ready held high, rows drained while the next tile accumulates. A synchronous reset
+// (two cycles) precedes each range. With a VCD path (only in a build with --trace, one thread) a fresh traced
+// instance dumps every half cycle. Calls are serialised.
 // The build defines PA_ROWS, PA_COLS, PA_ACC_BITS, PA_M_BITS, PA_S_BITS (checked against every job).
 // Returns the number of clock cycles simulated (summed over threads), or -1 with a message in err.
 
@@ -27,6 +28,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,13 +91,25 @@ struct PaLayer {
     int16_t* q;
 };
 
-static int64_t run_range(const PaLayer* p, int64_t b0, int64_t b1, const char* vcd) {
+// One model instance with its own context. Untraced instances are kept for later calls (one per thread slot).
+struct Instance {
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<Vmac_array_drv> top;
+    explicit Instance(bool traced) : ctx(std::make_unique<VerilatedContext>()) {
+        ctx->randReset(0);
+        if (traced) ctx->traceEverOn(true);
+        top = std::make_unique<Vmac_array_drv>(ctx.get(), "mac_array_drv");
+    }
+    ~Instance() { top->final(); }
+};
+static std::vector<std::unique_ptr<Instance>> g_pool;
+static std::mutex g_mutex;
+
+static int64_t run_range(const PaLayer* p, Instance* inst, int64_t b0, int64_t b1, const char* vcd) {
     const int R = p->rows, C = p->cols, K = p->k, AB = p->acc_bits, MB = p->m_bits, SB = p->s_bits;
     const int64_t L = p->L;
-    auto ctx = std::make_unique<VerilatedContext>();
-    ctx->randReset(0);
-    if (vcd) ctx->traceEverOn(true);
-    auto top = std::make_unique<Vmac_array_drv>(ctx.get(), "mac_array_drv");
+    VerilatedContext* ctx = inst->ctx.get();
+    Vmac_array_drv* top = inst->top.get();
 #if VM_TRACE
     std::unique_ptr<VerilatedVcdC> tfp;
     if (vcd) {
@@ -173,7 +187,6 @@ static int64_t run_range(const PaLayer* p, int64_t b0, int64_t b1, const char* v
         half(1);
         ++cycles;
     }
-    top->final();
 #if VM_TRACE
     if (tfp) tfp->close();
 #endif
@@ -191,14 +204,21 @@ int64_t pa_run(const PaLayer* p, int threads, const char* vcd, char* err, int er
     if (vcd && !VM_TRACE) return fail("this build of the array has no tracing");
     if (threads < 1 || vcd) threads = 1;
     if (p->n_blocks < threads) threads = static_cast<int>(p->n_blocks > 0 ? p->n_blocks : 1);
+    std::lock_guard<std::mutex> lock(g_mutex);
+    std::unique_ptr<Instance> traced;
+    if (vcd) {
+        traced = std::make_unique<Instance>(true);
+    } else {
+        while (static_cast<int>(g_pool.size()) < threads) g_pool.push_back(std::make_unique<Instance>(false));
+    }
     std::vector<int64_t> cycles(threads, 0);
-    std::vector<std::thread> pool;
+    std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
         const int64_t b0 = p->n_blocks * t / threads, b1 = p->n_blocks * (t + 1) / threads;
-        if (threads == 1) cycles[t] = run_range(p, b0, b1, vcd);
-        else pool.emplace_back([&, t, b0, b1]() { cycles[t] = run_range(p, b0, b1, nullptr); });
+        if (threads == 1) cycles[t] = run_range(p, vcd ? traced.get() : g_pool[0].get(), b0, b1, vcd);
+        else workers.emplace_back([&, t, b0, b1]() { cycles[t] = run_range(p, g_pool[t].get(), b0, b1, nullptr); });
     }
-    for (auto& th : pool) th.join();
+    for (auto& th : workers) th.join();
     int64_t total = 0;
     for (auto c : cycles) total += c;
     return total;
