@@ -1,6 +1,6 @@
 """Co-simulation speed of the RTL MAC array: the cocotb path and the in-process Verilated model side by side.
 
-    .venv/bin/python bench/bench_cosim.py [--multipliers exact mbm] [--tiles 12] [--height 240 --width 320]
+    .venv/bin/python bench/bench_cosim.py [--multipliers exact mbm] [--tiles 48] [--height 240 --width 320]
                                           [--whole] [--json OUT]
 
 The default network (default weights), calibrated on synthetic images, runs one synthetic image; for each
@@ -23,7 +23,7 @@ LAYERS = ["0.0", "2.conv.1.0", "3.conv.2"]  # full 3x3 stride 2, depthwise, poin
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--multipliers", nargs="+", default=["exact", "mbm"])
-    p.add_argument("--tiles", type=int, default=12, help="tiles per layer for the side-by-side comparison")
+    p.add_argument("--tiles", type=int, default=48, help="tiles per layer for the side-by-side comparison")
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--whole", action="store_true", help="also every conv of the whole image (native)")

@@ -4,7 +4,10 @@
 
 Each configuration runs in its own subprocess (so that its peak memory is its own) on the same 480x640
 input, one after the other in this run. Prints time per batch, approximate-MAC/s, the ratio to float32,
-the slowest 10 layers, peak RSS, and the projected time of the 654-image NYU test set.
+peak RSS, the projected time of the 654-image NYU test set, a per-stage profile of each quantized
+configuration (conv kernels, input quantization, requantization, the rest of each layer, the work between
+layers) and the slowest 10 layers. ``--json`` prints all of it as JSON (ratios included), for a regression
+guard: a later change that slows the network shows in ``ratio_to_float32``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
 
     model, x = _model_and_input(height, width, batch)
     layer_times: dict[str, float] = {}
+    stages: dict[str, float] = {}
     if config != "float32":
         net = quantize_model(model, [x[:1]], AccelConfig(calib_images=1))
         if config.startswith("lut-"):
@@ -70,21 +74,48 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
                 layer_times[name] = layer_times.get(name, 0.0) + time.perf_counter() - t
                 return out
             m.conv.forward = timed
+            for stage, attr in (("quantize input", "quantize_input"), ("requantize", "output_codes"),
+                                ("whole layer", "forward_codes")):
+                setattr(m, attr, _stage_timer(stages, stage, getattr(m, attr)))
     else:
         net = model
     times = []
     with torch.no_grad():
         net(x)  # warm-up (JIT compile, caches)
+        per_run = []
         for _ in range(repeat):
             layer_times.clear()
+            stages.clear()
             t = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - t)
+            per_run.append((times[-1], dict(layer_times), dict(stages)))
     best = min(times)
+    _, best_layers, best_stages = min(per_run, key=lambda r: r[0])
+    profile = {}
+    if best_stages:
+        kernel = sum(best_layers.values())
+        whole = best_stages.pop("whole layer")
+        profile = {"conv kernels (LUT / integer GEMM)": kernel, "quantize input": best_stages["quantize input"],
+                   "requantize": best_stages["requantize"],
+                   "dequantize, activation, bookkeeping": whole - kernel - sum(best_stages.values()),
+                   "between layers (resize, concat, add, ...)": best - whole}
+        top10 = sum(sorted(best_layers.values())[-10:])
+        profile["(of the kernels: the 10 slowest convs)"] = top10
     slowest = sorted(layer_times.items(), key=lambda kv: -kv[1])[:10]
     return {"config": config, "batch": batch, "seconds": best, "all_seconds": times,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "slowest_layers": slowest, "layer_0_0": layer_times.get("encoder.original_model.features.0.0")}
+            "slowest_layers": slowest, "layer_0_0": layer_times.get("encoder.original_model.features.0.0"),
+            "profile": profile}
+
+
+def _stage_timer(stages: dict, stage: str, f):
+    def timed(*a, **k):
+        t = time.perf_counter()
+        out = f(*a, **k)
+        stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t
+        return out
+    return timed
 
 
 def main() -> int:
@@ -137,6 +168,11 @@ def main() -> int:
         ratio = f"{r['ratio_to_float32']:.2f}" if r["ratio_to_float32"] else "-"
         print(f"{r['config']:<17} {r['batch']:>5} {r['seconds']:>9.3f} {r['gmac_per_s']:>8.2f} {ratio:>10} "
               f"{r['peak_rss_mb']:>8.0f} {r['nyu_654_minutes']:>11.2f} {l00:>12}")
+    for r in results:
+        if r["profile"] and r["batch"] == args.batches[0]:
+            print(f"\nper-stage profile, {r['config']} batch {r['batch']} (best run, {r['seconds']:.3f} s):")
+            for stage, t in r["profile"].items():
+                print(f"  {1e3 * t:8.1f} ms {100 * t / r['seconds']:5.1f}%  {stage}")
     for r in results:
         if r["config"] == "lut-mbm" and r["batch"] == args.batches[0]:
             print(f"\nslowest layers, lut-mbm batch {r['batch']}:")

@@ -72,9 +72,13 @@ def compare(tiles: list[Tile], res: dict, keep: int = 10) -> tuple[dict, list, d
 
 
 def format_report(rep: CosimReport) -> str:
-    lines = [f"multiplier: {rep.multiplier} = {rep.rtl['top']} from "
-             f"{', '.join(Path(s).name for s in rep.rtl['sources'])}"
-             + (" (generated adapter)" if rep.rtl["adapter"] else "") + f"; simulator: {rep.simulator}"]
+    rtl_text = (f"{rep.rtl['top']} from {', '.join(Path(s).name for s in rep.rtl['sources'])}"
+                + (" (generated adapter)" if rep.rtl["adapter"] else ""))
+    if str(rep.rtl.get("origin", "")).startswith("--rtl"):
+        head = f"multiplier: the network multiplies with {rep.multiplier}'s table; the array runs --rtl {rtl_text}"
+    else:
+        head = f"multiplier: {rep.multiplier} = {rtl_text}"
+    lines = [f"{head}; simulator: {rep.simulator}"]
     a = rep.array
     lines.append(f"array: {a['rows']}x{a['cols']} PEs, {a['operand_format']} operands, weight on port "
                  f"{a['weight_port']}, {a['acc_bits']}-bit {a['acc_mode']} accumulator, {a['m_bits']}-bit "

@@ -22,12 +22,12 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pyapprox.cosim.report import CosimReport
 from pyapprox.cosim.tiles import spread_tiles as spread
 from pyapprox.cosim.tiles import check_fits, is_depthwise, layer_description, layer_requant
 from pyapprox.errors import PyapproxError
-from pyapprox.nn import functional as QF
 from pyapprox.nn.plan import approximate, model_layers
 from pyapprox.nn.quant import qconv_layers
 from pyapprox.sim.mac_array import ArrayConfig, MultiplierRtl, decode_codes, encode_codes
@@ -76,7 +76,7 @@ def reference(w: np.ndarray, x: np.ndarray, ptable: np.ndarray, offset: int, bia
     acc = np.zeros((o, x.shape[2]), np.int64)
     ovf = np.zeros((o, x.shape[2]), np.bool_)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-    _reference(np.ascontiguousarray(w, np.int64), np.ascontiguousarray(x, np.int64), np.ascontiguousarray(ptable),
+    _reference(np.ascontiguousarray(w, np.int64), np.ascontiguousarray(x), np.ascontiguousarray(ptable),
                int(offset), np.ascontiguousarray(bias, np.int64), bool(dw), max(1, o // max(1, x.shape[0])), lo, hi,
                acc_mode == "saturate", acc, ovf)
     return acc, ovf
@@ -100,13 +100,17 @@ def layer_blocks(o: int, groups: int, L: int, dw: bool, acfg: ArrayConfig) -> np
     return np.stack([np.repeat(g, n_c), np.repeat(r0, n_c), np.repeat(r1, n_c), np.tile(c0, n_r)], axis=1)
 
 
-def _layer_data(qconv, codes, acfg: ArrayConfig):
+def _layer_data(qconv, codes):
+    """Weight codes [O, K] (int64) and im2col activation codes [G, K, L] (int16, exact: codes are 9-bit; a float32
+    unfold, not :func:`pyapprox.nn.functional.im2col`'s float64 and int64 copies, keeps the largest layer's
+    columns at a quarter of the memory)."""
     conv = qconv.conv
     wc = conv.weight_codes.to(torch.int64)
     o, cg, kh, kw = wc.shape
     k = cg * kh * kw
-    cols = QF.im2col(codes.to(torch.int64), (kh, kw), conv.stride, conv.padding, conv.dilation)[0]
-    x = cols.view(conv.groups, k, cols.shape[1]).numpy()
+    cols = F.unfold(codes.to(torch.float32), (kh, kw), dilation=conv.dilation, padding=conv.padding,
+                    stride=conv.stride)[0]
+    x = cols.to(torch.int16).view(conv.groups, k, cols.shape[1]).numpy()
     return wc.view(o, k).numpy(), x
 
 
@@ -116,7 +120,7 @@ def cosim_layer(name: str, qconv, codes, acc, arr, threads: int, tiles: list[int
     acfg = arr.acfg
     conv = qconv.conv
     fmt = acfg.operand_format
-    w, x = _layer_data(qconv, codes, acfg)
+    w, x = _layer_data(qconv, codes)
     o, k = w.shape
     L = x.shape[2]
     dw = is_depthwise(conv)
