@@ -84,13 +84,13 @@ def format_report(rep: CosimReport) -> str:
                  f"{a['weight_port']}, {a['acc_bits']}-bit {a['acc_mode']} accumulator, {a['m_bits']}-bit "
                  f"requantization multiplier")
     timed = bool(rep.layers) and "seconds" in rep.layers[0]
-    lines.append(f"{'layer':<20} {'kind':<5} {'shape':<22} {'K':>5} {'tiles':>11} {'outputs':>9} {'ovf':>6} "
+    lines.append(f"{'layer':<20} {'kind':<5} {'shape':<22} {'K':>5} {'tiles':>13} {'outputs':>9} {'ovf':>6} "
                  f"{'mismatch':>8}" + (f" {'MACs':>14} {'MAC/s':>8}" if timed else ""))
     for li in rep.layers:
         shape = (f"{li['in_channels']}->{li['out_channels']} {li['kernel'][0]}x{li['kernel'][1]}"
                  f" s{li['stride'][0]}" + (f" g{li['groups']}" if li["groups"] > 1 else ""))
         line = (f"{li['short']:<20} {li['kind']:<5} {shape:<22} {li['k']:>5} "
-                f"{str(li['tiles']) + '/' + str(li['total_tiles']):>11} {li['outputs']:>9} "
+                f"{str(li['tiles']) + '/' + str(li['total_tiles']):>13} {li['outputs']:>9} "
                 f"{li['overflows']:>6} {li['mismatches']:>8}")
         if timed:
             rate = li["beats"] * a["rows"] * a["cols"] / li["seconds"] if li["seconds"] > 0 else 0

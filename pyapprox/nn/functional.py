@@ -111,13 +111,54 @@ def lut_conv2d_reference(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, o
     return out.view(n, o, ho, wo), overflow
 
 
+#: Integers of magnitude below this are exact in float32, so is every sum of them that stays below it.
+F32_EXACT = 1 << 24
+
+
 def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0, dilation=1,
                      groups=1) -> torch.Tensor:
-    """Exact integer convolution (no accumulator limit) via float64, exact while |sums| < 2^53."""
-    y = F.conv2d(x.to(torch.float64), w.to(torch.float64), None, stride, padding, dilation, groups)
-    y = y.to(torch.int64)
+    """Exact integer convolution (no accumulator limit) of integer codes.
+
+    On the CPU from float32 convolutions in which every product and every partial sum is an integer of magnitude
+    below 2^24, hence exact in any summation order: one convolution when max|w| max|x| K < 2^24 (K = input channels
+    per group x kernel taps); else the activations are split as x = 16 xh + xl (xl in 0..15) and the two halves are
+    convolved separately, input channels cut into chunks that keep each half's bound, and the parts combined in
+    int64. Elsewhere (CUDA may use TF32) and where the bound cannot be kept, float64 (exact while |sums| < 2^53)."""
+    y = None
+    if x.device.type == "cpu" and x.numel() and w.numel():
+        y = _int_conv2d_f32(x, w, stride, padding, dilation, groups)
+    if y is None:
+        y = F.conv2d(x.to(torch.float64), w.to(torch.float64), None, stride, padding, dilation, groups)
+        y = y.to(torch.int64)
     if bias is not None:
         y = y + bias.to(torch.int64).view(1, -1, 1, 1)
+    return y
+
+
+def _int_conv2d_f32(x, w, stride, padding, dilation, groups) -> torch.Tensor | None:
+    o, cg, kh, kw = w.shape
+    taps = kh * kw
+    wmax, xmax = int(w.abs().max()), int(x.abs().max())
+    wf = w.to(torch.float32)
+
+    def conv(a, wt):
+        return F.conv2d(a.to(torch.float32), wt, None, stride, padding, dilation, groups).to(torch.int64)
+
+    if wmax * xmax * cg * taps < F32_EXACT:
+        return conv(x, wf)
+    xl = torch.remainder(x, 16)
+    xh = torch.div(x - xl, 16, rounding_mode="floor")
+    part_max = max(15, int(xh.abs().max())) * max(1, wmax) * taps
+    per = (F32_EXACT - 1) // part_max  # input channels per chunk
+    if per < 1 or (groups > 1 and per < cg):
+        return None
+    if per >= cg:
+        return conv(xh, wf) * 16 + conv(xl, wf)
+    y = None
+    for c0 in range(0, cg, per):
+        c1 = min(cg, c0 + per)
+        part = conv(xh[:, c0:c1], wf[:, c0:c1]) * 16 + conv(xl[:, c0:c1], wf[:, c0:c1])
+        y = part if y is None else y + part
     return y
 
 

@@ -164,7 +164,7 @@ def test_cosim_on_onnx_conv_and_linear_layers(tmp_path, capsys):
     out = tmp_path / "cosim.json"
     rc = main(["cosim", "--model", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npy"), "--layer", dw,
                "--layer", pw, "--layer", linear, "--multiplier", "mbm", "--tiles", "2", "--calib-images", "2",
-               "--json", str(out), "--build-dir", str(tmp_path / "build"), "--quiet"])
+               "--json", str(out), "--rows", "4", "--cols", "4", "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0, text
     rep = json.loads(out.read_text())

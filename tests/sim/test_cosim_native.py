@@ -51,7 +51,6 @@ def _check_all(rep, q):
     assert rep.sim["macs"] == sum(li["macs"] for li in rep.layers) > 0 and rep.sim["macs_per_s"] > 0
 
 
-@pytest.mark.xdist_group("verilated")
 @pytest.mark.parametrize("mult", ["mbm", "exact"])
 def test_every_output_of_every_conv_matches(small, mult):
     q, image = small
@@ -61,7 +60,6 @@ def test_every_output_of_every_conv_matches(small, mult):
     assert rep.simulator == "verilator-native" and len(rep.layers) == 66
 
 
-@pytest.mark.xdist_group("verilated")
 @pytest.mark.parametrize("spec", ["sm(drum4)", "user"])
 def test_sign_magnitude_slot_and_generated_adapter(small, user_lut, spec):  # noqa: F811
     """sm(...) designs bring their own sign logic into the PE; a user's design with other port names, a parameter
@@ -84,7 +82,6 @@ def _broken_pair(q) -> tuple[int, int]:
     return int(vals[counts.argmax()]), 0
 
 
-@pytest.mark.xdist_group("verilated")
 def test_one_wrong_product_is_caught_with_the_waveform_of_the_failing_tile(small, tmp_path):
     q, image = small
     (tmp_path / "broken.v").write_text(BROKEN_V)
@@ -115,7 +112,6 @@ def test_one_wrong_product_is_caught_with_the_waveform_of_the_failing_tile(small
     assert ok.mismatches == 0
 
 
-@pytest.mark.xdist_group("verilated")
 def test_cli_broken_rtl_prints_the_rerun_command_that_fails_again(weights, tmp_path):  # noqa: F811
     (tmp_path / "broken.v").write_text(BROKEN_V)
     a, b = 255, 0  # per-channel weight scales give every channel a weight of magnitude 255; conv 0.0 pads with 0
@@ -137,20 +133,22 @@ def test_cli_broken_rtl_prints_the_rerun_command_that_fails_again(weights, tmp_p
     assert any(ln.startswith("compared 16 outputs in 1 tiles") for ln in r2.stdout.splitlines()), r2.stdout
 
 
-@pytest.mark.xdist_group("verilated")
-def test_cli_option_errors(weights, tmp_path):  # noqa: F811
-    base = ["--multiplier", "mbm", "--weights", weights, "--quiet"]
+def test_cli_option_errors(weights, tmp_path, capsys):  # noqa: F811
+    from pyapprox.cli import main
+
+    base = ["--multiplier", "mbm", "--weights", str(weights), "--quiet"]
     cases = [
         (["--layer", "0.0", "--all-layers"], "--layer and --all-layers exclude each other"),
         ([], "name the layers to co-simulate"),
         (["--layer", "0.0", "--layer", "1.conv.1", "--tile-index", "0"], "--tile-index needs exactly one --layer"),
-        (["--layer", "0.0", "--sim", "icarus", "--wave", tmp_path / "w.vcd"], "--wave needs --sim native"),
-        (["--layer", "0.0", "--rtl", tmp_path / "x.v"], "--rtl needs --top MODULE"),
+        (["--layer", "0.0", "--sim", "icarus", "--wave", str(tmp_path / "w.vcd")], "--wave needs --sim native"),
+        (["--layer", "0.0", "--rtl", str(tmp_path / "x.v")], "--rtl needs --top MODULE"),
         (["--layer", "0.0", "--top", "m"], "describe an --rtl design"),
-        (["--layer", "0.0", "--wave", tmp_path / "w.txt"], "--wave"),
+        (["--layer", "0.0", "--wave", str(tmp_path / "w.txt")], "--wave"),
         (["--layer", "0.0", "--threads", "0"], "--threads must be 1..64"),
     ]
     for extra, msg in cases:
-        r = _cli(*extra, *base)
-        assert r.returncode == 2 and msg in r.stderr, (extra, r.stderr)
+        rc = main(["cosim", *extra, *base])
+        err = capsys.readouterr().err
+        assert rc == 2 and msg in err, (extra, err)
     assert not (tmp_path / "w.vcd").exists()

@@ -59,7 +59,6 @@ CASES = [
 ]
 
 
-@pytest.mark.xdist_group("verilated")
 @pytest.mark.parametrize("rows, cols, fmt, port, acc_bits, mode, mult", CASES,
                          ids=[f"{c[0]}x{c[1]}-{c[6]}-{c[2]}-{c[3]}-{c[4]}{c[5][0]}" for c in CASES])
 def test_random_layers_match_the_number_model(rows, cols, fmt, port, acc_bits, mode, mult):
@@ -84,7 +83,6 @@ def test_random_layers_match_the_number_model(rows, cols, fmt, port, acc_bits, m
     assert total_ovf > 0  # the biases near the limits really overflow
 
 
-@pytest.mark.xdist_group("verilated")
 def test_traced_build_writes_a_vcd_and_bad_jobs_are_refused(tmp_path):
     fmt = "sign-magnitude"
     rtl = multiplier_rtl("mbm", fmt)
