@@ -79,6 +79,13 @@ class FusedConv(nn.Module):
         return _activate(y, self.act)
 
 
+def _kernels():
+    """The compiled kernels when they work here (numba), else None; imported on first use."""
+    from pyapprox.nn import kernels
+
+    return kernels if kernels.available() else None
+
+
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
@@ -252,6 +259,10 @@ class QConv2d(nn.Module):
         return QF.quantize(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
 
     def output_codes(self, acc: torch.Tensor) -> torch.Tensor:
+        if acc.device.type == "cpu" and _kernels() is not None:
+            codes = _kernels().requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
+            if codes is not None:
+                return codes
         return QF.requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
 
     def as_conv_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,11 +58,11 @@ from pyapprox.nn.kernels.intrinsics import NUMBA_ERROR, numba
 from pyapprox.nn.torch_backend import lut_conv2d_torch
 
 if numba is not None:
-    from pyapprox.nn.kernels import scalar, vector
+    from pyapprox.nn.kernels import requant, scalar, vector
     from pyapprox.nn.kernels.intrinsics import noop_par
     from pyapprox.nn.kernels.planes import geometry, prep_planes_par, prep_planes_ser
 
-__all__ = ["available", "lut_conv2d", "prepare_planes", "TILE"]
+__all__ = ["available", "lut_conv2d", "prepare_planes", "requantize", "TILE"]
 
 TILE = 512  # grid positions per inner pass of the scalar loops (accumulators stay in L1)
 PACK_MIN_POSITIONS = 4096  # packed rows pay off when a block covers at least this many positions
@@ -154,6 +154,33 @@ def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, paddi
         prep(xn, offset, stride[0], stride[1], padding[0], padding[1], hph, wph, lp, planes, mins, maxs, masks)
     masks |= np.uint64(1) << np.uint64(min(max(offset >> 4, 0), 63))
     return planes, geo, mins.reshape(n, c).astype(np.int64), maxs.reshape(n, c).astype(np.int64), masks.reshape(n, c)
+
+
+def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, mult_neg: torch.Tensor | None,
+               qlo, qhi) -> torch.Tensor | None:
+    """:func:`pyapprox.nn.functional.requantize` of CPU accumulators [N, O, H, W] by the compiled loop of
+    :mod:`.requant` (int64 codes, bit-identical); None when it does not apply (no numba, another device, shifts
+    of 63 or more), and the caller uses the PyTorch version."""
+    if numba is None or acc.device.type != "cpu" or acc.dim() != 4 or acc.dtype not in (torch.int32, torch.int64):
+        return None
+    n, o, h, w = acc.shape
+    shift_np = shift.detach().cpu().to(torch.int64).numpy()
+    if shift_np.size and int(np.abs(shift_np).max()) >= 63:
+        return None
+
+    def per_channel(v):
+        if isinstance(v, torch.Tensor):
+            return np.ascontiguousarray(np.broadcast_to(v.detach().cpu().to(torch.int64).numpy().reshape(-1), (o,)))
+        return np.full(o, int(v), np.int64)
+
+    mult_np = per_channel(mult)
+    mneg_np = per_channel(mult_neg) if mult_neg is not None else mult_np
+    a = acc.detach().contiguous().view(n, o, h * w).numpy()
+    out = np.empty((n, o, h * w), np.int64)
+    if out.size:
+        f = requant.requant_par if _parallel(out.size, PARALLEL_MIN_CODES, 1e9) else requant.requant_ser
+        f(a, mult_np, mneg_np, np.ascontiguousarray(shift_np.reshape(-1)), per_channel(qlo), per_channel(qhi), out)
+    return torch.from_numpy(out).view(n, o, h, w)
 
 
 def _vector_plan(geo, cmask, nthreads):
