@@ -53,14 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. User errors print one line and exit 2 (``-v`` adds the tool output behind them);
     Ctrl-C at any moment (start-up imports included) prints one line and exits 130, the shell's convention for
-    an interrupt."""
+    an interrupt. An interrupt that a library swallowed (an import turning it into an ImportError, a callback
+    whose exceptions are ignored) is still reported as one: the SIGINT handler records every Ctrl-C."""
     command, verbose = "pyapprox", False
+    seen = [False]
+
+    def on_sigint(signum, frame):
+        seen[0] = True
+        raise KeyboardInterrupt
+
+    previous = None
     try:
-        parser = build_parser()
+        parser = build_parser()  # under `python -m pyapprox`, a Ctrl-C until here exits at once (__main__.py)
         args = parser.parse_args(argv)
         command, verbose = f"pyapprox {args.command}", args.verbose
-        return int(args._run(args) or 0)
+        previous = _install_sigint(on_sigint)
+        rc = int(args._run(args) or 0)
+        if seen[0]:
+            raise KeyboardInterrupt
+        return rc
     except PyapproxError as exc:
+        if seen[0]:
+            return _interrupted(command)
         if verbose or not exc.detail:
             print(f"{command}: error: {exc}", file=sys.stderr)
         else:
@@ -68,11 +82,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{command}: error: {exc.message} ({again} ... shows the tool's output)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        return _interrupted(command)
+    except Exception:
+        if seen[0]:  # e.g. numpy's C start-up turns a Ctrl-C into an ImportError
+            return _interrupted(command)
+        raise
+    finally:
+        _install_sigint(previous)
 
 
 INTERRUPTED = 130
+_REPORTED = [False]  # main printed its "interrupted" line (a Ctrl-C outside main's try must still print one)
+
+
+def _interrupted(command: str) -> int:
+    print(f"{command}: interrupted", file=sys.stderr)
+    _REPORTED[0] = True
+    return INTERRUPTED
+
+
+def _install_sigint(handler):
+    """Install ``handler`` for SIGINT and return the previous one; a no-op (returning None) off the main thread
+    or when ``handler`` is None."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (main called from a worker thread)
+        return None
+
+
+def interrupt_reported() -> bool:
+    """Whether ``main`` already printed the one "interrupted" line of this process."""
+    return _REPORTED[0]
 
 
 def exit_interrupted() -> None:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.02, 0.03, 0.05, 0.2, 0.5, 1.0, 2.0])
 def test_ctrl_c_in_the_first_seconds(tmp_path, delay):
     env = dict(os.environ, PYAPPROX_CACHE=str(tmp_path / "cache"))
     # -X importtime reports each module once imported: wait for pyapprox.cli, then interrupt after `delay`
