@@ -14,6 +14,14 @@ def configure(p) -> None:
     p.add_argument("--cost-metric", default="transistors",
                    help="transistors, gates, ice40_lut4, xilinx_lut, or energy (switching energy per MAC on "
                          "each conv's own operand stream, see `pyapprox power`; default transistors)")
+    p.add_argument("--sensitivity", choices=["predicted", "measured"], default="predicted",
+                   help="predicted (default): each layer's error from its multiplier's table and the layer's real "
+                        "operands, calibrated by one probe multiplier on every layer; measured: every (layer, "
+                        "multiplier) evaluated alone (layers x multipliers evaluations)")
+    p.add_argument("--check", type=int, default=24, metavar="N",
+                   help="predicted: N further single-layer runs, drawn with --seed, to report the predictor's rank "
+                        "correlation (default 24)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --check draw (default 0)")
     p.add_argument("--refine", type=int, default=8, help="greedy single-move attempts after the bisection")
     p.add_argument("--plan-out", default="results/plan.json", help="where the plan file goes (.json)")
     p.add_argument("--finetune", action="store_true",
@@ -55,11 +63,13 @@ def run(args) -> int:
         pio.check_output_dir(args.finetune_out, "--finetune-out")
         ft = FinetuneConfig(steps=args.finetune_steps, gradient=args.finetune_gradient, lr=args.finetune_lr,
                             warmup=min(20, args.finetune_steps - 1) if args.finetune_steps > 0 else 0)
+    if not 0 <= args.check <= 10000:
+        raise PyapproxError(f"--check {args.check}: expected 0 to 10000")
     store = ResultStore(args.store)
     if args.finetune:
         finetuner = PlanFinetuner(ctx, ft, args.finetune_out, store, args.workers, not args.quiet)
     rec = search(ctx, budget, names, args.layers, store, args.cost_metric, args.refine, args.workers,
-                 args.scheduler, not args.quiet, finetuner, args.finetune_max)
+                 args.scheduler, not args.quiet, finetuner, args.finetune_max, args.sensitivity, args.check, args.seed)
     meta = {"budget": rec["budget"], "metrics": rec["metrics"], "cost_saving": rec["saving"]}
     if rec["weights"]:
         meta["weights"] = rec["weights"]
@@ -74,6 +84,11 @@ def run(args) -> int:
         print("note: the search started from weights fine-tuned for "
               + (", ".join(f"{s}={m}" for s, m in recipe["plan"]["rules"]) or "exact")
               + "; its plans use other multipliers on some layers")
+    if rec["predictor"]:
+        from pyapprox.experiments.sweeps import format_calibration
+
+        print(format_calibration(rec["predictor"]))
+    print(f"sensitivity: {rec['sensitivity_evaluations']} single-layer evaluations ({rec['sensitivity']})")
     print("metrics: " + " ".join(f"{k}={v:.4f}" for k, v in rec["metrics"].items()))
     print("exact:   " + " ".join(f"{k}={v:.4f}" for k, v in rec["baseline"].items()))
     for t in rec["finetuned"]:

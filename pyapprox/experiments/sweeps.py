@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +11,8 @@ import torch
 
 from pyapprox.errors import PyapproxError
 from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
-from pyapprox.experiments.engine import EvalContext, Job, run_jobs
+from pyapprox.experiments.engine import EvalContext, Evaluator, Job, job_key, lut_digests, run_jobs
+from pyapprox.experiments.predictor import Predictor, choose_probe, nsr_table, operand_profile, rank_correlation
 from pyapprox.hw.cost import hardware_cost
 from pyapprox.lut.library import is_lut_file
 from pyapprox.lut.sidecar import recorded_sources
@@ -311,12 +313,65 @@ def check_budget_feasible(budget: list[Constraint], base_record: dict, data: str
                                 f"{c.metric}={base[c.metric]:.4f}{bound} on {where}; loosen the budget")
 
 
+def calibrate(ctx: EvalContext, multipliers: list[str], selector: str, store, metric: str, workers=1,
+              scheduler=None, progress=True, validate: int = 24, seed: int = 0) -> dict:
+    """A :class:`Predictor` of single-layer degradation of ``metric`` for every (selected layer, multiplier),
+    calibrated on measurements: the probe multiplier on every layer (a ``sweep layers`` run), then ``validate``
+    further pairs drawn with ``seed`` plus every single-layer evaluation the store already holds, on which the
+    rank correlation of predicted and measured degradation is computed (the probe's own layers are fitted, so
+    they are left out of it). Returns {"predictor", "measured": {(layer, m): degradation}, "baseline", "record"}."""
+    layers = [r.name for r in selected_layers(selector, ctx.model)]
+    profile = operand_profile(ctx, Evaluator, progress)
+    nsr = nsr_table(profile, layers, sorted(set(multipliers)), ctx.accel, progress)
+    probe = choose_probe(nsr)
+    sweep = sweep_layers(ctx, probe, selector, store, workers, scheduler, progress)
+    base = sweep["baseline"]["metrics"]
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+
+    def degradation(metrics: dict) -> float:
+        return sign * (base[metric] - metrics[metric])
+
+    measured = {(r["layer"], probe): degradation(r["metrics"]) for r in sweep["rows"]}
+    floor = 1e-4 * max(abs(base[metric]), 1e-9)
+    pred = Predictor(nsr, probe, {layer: measured[(layer, probe)] for layer in layers}, floor)
+    others = [(layer, m) for m in sorted(set(multipliers)) if m != probe for layer in layers]
+    sample = random.Random(seed).sample(others, min(max(validate, 0), len(others)))
+    jobs = [Job.of({layer: m}) for layer, m in others]
+    ident, digests = ctx.identity(), lut_digests(jobs)
+    held = {pair for pair, j in zip(others, jobs) if store.get(job_key(ident, j, digests)) is not None}
+    check = sorted(set(sample) | held, key=others.index)
+    keys = run_jobs(ctx, [Job.of({layer: m}) for layer, m in check], store, workers, scheduler, progress,
+                    desc="predictor check")
+    for pair, k in zip(check, keys):
+        measured[pair] = degradation(store.get(k)["metrics"])
+    p = [pred.degradation(layer, m) for layer, m in check]
+    q = [measured[pair] for pair in check]
+    record = {"probe": probe, "metric": metric, "pairs": len(check), "drawn": len(sample), "seed": seed,
+              "spearman": rank_correlation(p, q),
+              "spearman_nsr": rank_correlation([nsr[m][layer] for layer, m in check], q),
+              "check": [{"layer": layer, "multiplier": m, "predicted": a, "measured": b}
+                        for (layer, m), a, b in zip(check, p, q)]}
+    return {"predictor": pred, "measured": measured, "baseline": base, "record": record,
+            "evaluations": len(layers) + 1 + len(check)}
+
+
+def format_calibration(rec: dict) -> str:
+    rho, raw = rec["spearman"], rec["spearman_nsr"]
+    f = (lambda v: "n/a" if v is None else f"{v:+.3f}")
+    return (f"predictor: probe {rec['probe']} on every layer; on {rec['pairs']} other measured single-layer runs "
+            f"the rank correlation of predicted and measured {rec['metric']} loss is {f(rho)} "
+            f"(raw error power alone: {f(raw)})")
+
+
 def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], selector: str, store,
            cost_metric="transistors", refine: int = 8, workers=1, scheduler=None, progress=True,
-           finetuner=None, finetune_max: int = 3) -> dict:
+           finetuner=None, finetune_max: int = 3, sensitivity: str = "predicted", validate: int = 24,
+           seed: int = 0) -> dict:
     """Assign a multiplier per layer minimising total cost within the budget.
 
-    1. Sensitivity: every (layer, multiplier) alone (the ``sweep layers`` data, from the store when present).
+    1. Sensitivity: ``measured``: every (layer, multiplier) alone (the ``sweep layers`` data, from the store when
+       present); ``predicted``: the predictor of :func:`calibrate` for the pairs not
+       measured (its rank correlation with measurement is printed and stored).
     2. Moves sorted by cost saved per unit of degradation of the budget's first metric.
     3. Bisection on the length of the sorted prefix of moves (later moves on a layer replace earlier ones),
        evaluating whole plans; then up to ``refine`` single moves are tried greedily beyond that prefix.
@@ -341,18 +396,34 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
         raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
     base_key = run_jobs(ctx, [Job.of({}, panels=2)], store, 1, scheduler, False)[0]  # the first evaluation
     check_budget_feasible(budget, store.get(base_key), ctx.data)
-    sens = {m: sweep_layers(ctx, m, selector, store, workers, scheduler, progress) for m in multipliers}
-    base = next(iter(sens.values()))["baseline"]["metrics"]
     primary = budget[0].metric
     sign = 1.0 if HIGHER_IS_BETTER[primary] else -1.0
+    if sensitivity not in ("measured", "predicted"):
+        raise PyapproxError(f"sensitivity {sensitivity!r}: expected measured or predicted")
+    loss: dict[tuple[str, str], float] = {}
+    calibration, sens_evals = None, 0
+    if sensitivity == "measured":
+        sens = {m: sweep_layers(ctx, m, selector, store, workers, scheduler, progress) for m in multipliers}
+        base = next(iter(sens.values()))["baseline"]["metrics"]
+        for m in multipliers:
+            for row in sens[m]["rows"]:
+                loss[(row["layer"], m)] = sign * (base[primary] - row["metrics"][primary])
+        sens_evals = 1 + sum(len(v["rows"]) for v in sens.values())
+    else:
+        cal = calibrate(ctx, multipliers, selector, store, primary, workers, scheduler, progress, validate, seed)
+        base, calibration, sens_evals = cal["baseline"], cal["record"], cal["evaluations"]
+        if progress:
+            print(format_calibration(calibration), flush=True)
+        for row in selected_layers(selector, ctx.model):
+            for m in multipliers:
+                loss[(row.name, m)] = cal["measured"].get((row.name, m), cal["predictor"].degradation(row.name, m))
+    macs = {r.name: r.macs for r in all_layers}
     moves = []
-    for m in multipliers:
-        for row in sens[m]["rows"]:
-            saving = (unit_cost(costs, exact, row["layer"]) - unit_cost(costs, m, row["layer"])) * row["macs"]
-            if saving <= 0:
-                continue
-            degradation = max(0.0, sign * (base[primary] - row["metrics"][primary]))
-            moves.append((saving / (degradation + 1e-6), row["layer"], m, saving))
+    for (layer, m), d in loss.items():
+        saving = (unit_cost(costs, exact, layer) - unit_cost(costs, m, layer)) * macs[layer]
+        if saving <= 0:
+            continue
+        moves.append((saving / (max(0.0, d) + 1e-6), layer, m, saving))
     moves.sort(key=lambda t: (-t[0], t[1], t[2]))
 
     def plan_of(ms) -> dict:
@@ -419,6 +490,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
               "plan": plan, "metrics": metrics, "baseline": base, "cost": total, "exact_cost": exact_total,
               "saving": 1 - total / exact_total, "cost_metric": cost_metric, "key": key,
               "evaluations": len(evaluated) + tried + 1, "context": ctx.identity(), "finetuned": tuned,
-              "weights": weights}
+              "weights": weights, "sensitivity": sensitivity, "sensitivity_evaluations": sens_evals,
+              "predictor": calibration}
     store.add_run("search", record)
     return record
