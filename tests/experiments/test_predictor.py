@@ -116,3 +116,32 @@ def test_predicted_search_measures_probe_and_check_pairs_only(ctx, tmp_path):
     jobs = [Job.of({layer: m}) for layer, m in measured]
     d = lut_digests(jobs)
     assert all(store.get(job_key(ident, j, d)) is not None for j in jobs)
+
+
+def test_pareto_search_measures_a_front_and_the_cli_writes_plans(ctx, tmp_path, monkeypatch, capsys):
+    """--pareto: NSGA-II (pymoo) over predicted loss and cost; every returned plan is measured, the front flags
+    are the measured ones, and the CLI writes the front's plans, a plot, and the budget's cheapest plan."""
+    from pyapprox.cli import main
+    from pyapprox.experiments.pareto import pareto_search
+    from pyapprox.experiments.sweeps import pareto_front
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    rec = pareto_search(ctx, ["trunc6", "drum4"], "[12].conv*", store, metric="a1", points=4, generations=20,
+                        population=16, progress=False, validate=2, seed=1)
+    plans = rec["plans"]
+    assert plans[0]["plan"] == {} and 2 <= len(plans) <= 5
+    flags = pareto_front([(p["cost"], p["metrics"]["a1"]) for p in plans], True)
+    assert [p["pareto"] for p in plans] == flags and any(flags)
+    assert all(store.get(p["key"])["metrics"] == p["metrics"] for p in plans)  # measured, not predicted
+    assert rec["optimizer"]["library"] == "pymoo" and store.runs("search-pareto")
+    out = tmp_path / "front"
+    w = ctx.weights
+    rc = main(["search", "--pareto", "3", "--generations", "10", "--multipliers", "trunc6", "drum4",
+               "--layers", "[12].conv*", "--check", "2", "--budget", "a1>=0.5*exact", "--data", "synthetic@240x320",
+               "--limit", "1", "--weights", w, "--calib-images", "1", "--workers", "1", "--quiet",
+               "--store", str(tmp_path / "r.sqlite"), "--pareto-out", str(out), "--plan-out", str(tmp_path / "p.json")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG" and list(out.glob("plan_*.json"))
+    assert "measured Pareto front" in text and (tmp_path / "p.json").exists()
+    assert main(["search", "--multipliers", "trunc6", "--quiet"]) == 2  # no budget and no --pareto
