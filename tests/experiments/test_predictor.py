@@ -138,7 +138,7 @@ def test_pareto_search_measures_a_front_and_the_cli_writes_plans(ctx, tmp_path, 
     w = ctx.weights
     rc = main(["search", "--pareto", "3", "--generations", "10", "--multipliers", "trunc6", "drum4",
                "--layers", "[12].conv*", "--check", "2", "--budget", "a1>=0.5*exact", "--data", "synthetic@240x320",
-               "--limit", "1", "--weights", w, "--calib-images", "1", "--workers", "1", "--quiet",
+               "--limit", "1", "--weights", w, "--workers", "1", "--quiet",
                "--store", str(tmp_path / "r.sqlite"), "--pareto-out", str(out), "--plan-out", str(tmp_path / "p.json")])
     text = capsys.readouterr().out
     assert rc == 0, text
