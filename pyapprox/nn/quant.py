@@ -115,7 +115,8 @@ class _Stats:
         a = x.detach().abs().flatten()
         self.maxabs = max(self.maxabs, float(a.max()) if a.numel() else 0.0)
         step = max(1, a.numel() // _SAMPLES_PER_IMAGE)
-        self.samples.append(a[::step].to(torch.float32).numpy())
+        # a copy of the samples only: a strided view would keep the whole activation alive (GBs at 480x640)
+        self.samples.append(a[::step].to(torch.float32).contiguous().clone().numpy())
 
     def scale(self, cfg: AccelConfig) -> float:
         q = cfg.qmax
