@@ -15,7 +15,7 @@ import numpy as np
 from pyapprox.errors import PyapproxError
 from pyapprox.eval.metrics import HIGHER_IS_BETTER
 from pyapprox.experiments.engine import Job, run_jobs
-from pyapprox.experiments.sweeps import (calibrate, check_cost_metric, check_metric, exact_name, multiplier_costs,
+from pyapprox.experiments.sweeps import (calibrate, check_cost_metric, check_metric, exact_name, known_costs,
                                          network_layers, pareto_front, plan_cost, selected_layers, unit_cost)
 
 
@@ -84,10 +84,7 @@ def pareto_search(ctx, multipliers: list[str], selector: str, store, cost_metric
     layers = selected_layers(selector, ctx.model)
     all_layers = network_layers(ctx.model)
     exact = exact_name(ctx)
-    costs, _ = multiplier_costs(ctx, {exact, *multipliers}, cost_metric, progress)
-    unknown = [m for m, c in costs.items() if c is None]
-    if unknown:
-        raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
+    costs = known_costs(ctx, {exact, *multipliers}, cost_metric, progress)
     cal = calibrate(ctx, multipliers, selector, store, metric, workers, scheduler, progress, validate, seed)
     opts, loss, cost = _options(layers, multipliers, costs, exact, cal)
     upper = np.array([len(o) - 1 for o in opts])

@@ -108,6 +108,15 @@ def multiplier_costs(ctx: EvalContext, names, metric: str, progress=False) -> tu
     return energy_costs(ctx, sorted(names), progress=say)
 
 
+def known_costs(ctx: EvalContext, names, metric: str, progress=False) -> dict:
+    """:func:`multiplier_costs`, refusing any multiplier without a cost (a LUT file without its RTL sources)."""
+    costs, _ = multiplier_costs(ctx, names, metric, progress)
+    unknown = [m for m, c in costs.items() if c is None]
+    if unknown:
+        raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
+    return costs
+
+
 def plan_cost(assignment: dict[str, str], layers, costs: dict, exact: str) -> float | None:
     """Sum over layers of (cost per MAC of the layer's multiplier on it) x (the layer's MACs at 480x640)."""
     total = 0.0
@@ -390,10 +399,7 @@ def search(ctx: EvalContext, budget: list[Constraint], multipliers: list[str], s
     selected_layers(selector, ctx.model)  # an unknown selector fails here, before any evaluation
     all_layers = network_layers(ctx.model)
     exact = exact_name(ctx)
-    costs, _ = multiplier_costs(ctx, {exact, *multipliers}, cost_metric, progress)
-    unknown = [m for m, c in costs.items() if c is None]
-    if unknown:
-        raise PyapproxError(f"no hardware cost for {', '.join(unknown)} (a LUT file without its RTL sources)")
+    costs = known_costs(ctx, {exact, *multipliers}, cost_metric, progress)
     base_key = run_jobs(ctx, [Job.of({}, panels=2)], store, 1, scheduler, False)[0]  # the first evaluation
     check_budget_feasible(budget, store.get(base_key), ctx.data)
     primary = budget[0].metric
