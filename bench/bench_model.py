@@ -5,8 +5,8 @@
 Each configuration runs in its own subprocess (so that its peak memory is its own) on the same 480x640
 input, one after the other in this run. Prints time per batch, approximate-MAC/s, the ratio to float32,
 peak RSS, the projected time of the 654-image NYU test set, a per-stage profile of each quantized
-configuration (conv kernels, input quantization, requantization, the rest of each layer, the work between
-layers) and the slowest 10 layers. ``--json`` prints all of it as JSON (ratios included), for a regression
+configuration (conv kernels, input quantization, requantization with dequantization, the rest of each layer,
+the work between layers) and the slowest 10 layers. ``--json`` prints all of it as JSON (ratios included), for a regression
 guard: a later change that slows the network shows in ``ratio_to_float32``.
 """
 
@@ -74,7 +74,7 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
                 layer_times[name] = layer_times.get(name, 0.0) + time.perf_counter() - t
                 return out
             m.conv.forward = timed
-            for stage, attr in (("quantize input", "quantize_input"), ("requantize", "output_codes"),
+            for stage, attr in (("quantize input", "quantize_input"), ("requantize + dequantize", "dequantize"),
                                 ("whole layer", "forward_codes")):
                 setattr(m, attr, _stage_timer(stages, stage, getattr(m, attr)))
     else:
@@ -97,8 +97,8 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
         kernel = sum(best_layers.values())
         whole = best_stages.pop("whole layer")
         profile = {"conv kernels (LUT / integer GEMM)": kernel, "quantize input": best_stages["quantize input"],
-                   "requantize": best_stages["requantize"],
-                   "dequantize, activation, bookkeeping": whole - kernel - sum(best_stages.values()),
+                   "requantize + dequantize": best_stages.get("requantize + dequantize", 0.0),
+                   "activation, bookkeeping": whole - kernel - sum(best_stages.values()),
                    "between layers (resize, concat, add, ...)": best - whole}
         top10 = sum(sorted(best_layers.values())[-10:])
         profile["(of the kernels: the 10 slowest convs)"] = top10

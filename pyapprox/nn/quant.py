@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,6 +193,35 @@ def calibrate(fused: nn.Module, images: list[torch.Tensor], cfg: AccelConfig) ->
     return Calibration(input_scale, output_scale, chained, order, cfg)
 
 
+# -- codes passed from layer to layer ------------------------------------------------------------------
+_PASSED = threading.local()  # the last dequantized output of this thread: (weakref, version, scale, lo, hi, codes)
+
+
+def _pass_codes(y: torch.Tensor, codes: torch.Tensor, scale: float, lo: int, hi: int) -> None:
+    """Remember that ``y`` is ``codes.float() * scale`` with codes in lo..hi (one output per thread)."""
+    try:
+        version = y._version
+    except RuntimeError:  # an inference-mode tensor has no version counter: in-place changes would go unseen
+        _PASSED.slot = None
+        return
+    _PASSED.slot = (weakref.ref(y), version, scale, lo, hi, codes)
+
+
+def _passed_codes(x: torch.Tensor, scale: float, qmin: int, qmax: int) -> torch.Tensor | None:
+    """The codes of ``x`` when it is the last :func:`_pass_codes` output, unchanged since (same version counter),
+    with the same scale, codes within qmin..qmax: then ``QF.quantize(x, scale, qmin, qmax)`` is those codes, for
+    float32 c * s / s is c (1 + e) with |e| < 2^-22, which rounds to c for |c| < 2^21 and a normal scale
+    (proven exhaustively for 8-bit codes in the tests). Else None."""
+    slot = getattr(_PASSED, "slot", None)
+    if slot is None or slot[0]() is not x:
+        return None
+    _, version, s, lo, hi, codes = slot
+    if (x._version != version or s != scale or lo < qmin or hi > qmax or max(-lo, hi) >= 1 << 21
+            or not 1e-30 < scale < 1e30):
+        return None
+    return codes
+
+
 # -- the quantized layer ------------------------------------------------------------------------------
 class QConv2d(nn.Module):
     """Quantize input -> integer conv (LUT products) -> requantize with fused activation -> dequantize.
@@ -257,7 +288,12 @@ class QConv2d(nn.Module):
         self.conv.set_lut(lut)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        return QF.quantize(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
+        """``QF.quantize(x, s_in, qmin, qmax)``: the codes themselves when ``x`` is, unchanged, the float output of
+        a layer with output scale ``s_in`` (:meth:`dequantize`), else one compiled pass on the CPU."""
+        codes = _passed_codes(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
+        if codes is None and x.device.type == "cpu" and _kernels() is not None:
+            codes = _kernels().quantize(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
+        return codes if codes is not None else QF.quantize(x, self.s_in, self.cfg.qmin, self.cfg.qmax)
 
     def output_codes(self, acc: torch.Tensor) -> torch.Tensor:
         if acc.device.type == "cpu" and _kernels() is not None:
@@ -265,6 +301,20 @@ class QConv2d(nn.Module):
             if codes is not None:
                 return codes
         return QF.requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi)
+
+    def dequantize(self, acc: torch.Tensor) -> torch.Tensor:
+        """The float output ``output_codes(acc).float() * s_out`` (one compiled pass on the CPU). Its codes are
+        kept for a next layer with input scale ``s_out`` (:meth:`quantize_input`) while the tensor is unchanged."""
+        out = None
+        if acc.device.type == "cpu" and _kernels() is not None:
+            out = _kernels().requantize(acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi,
+                                        scale=self.s_out)
+        if out is None:
+            codes = self.output_codes(acc)
+            out = codes, codes.to(torch.float32) * self.s_out
+        codes, y = out
+        _pass_codes(y, codes, self.s_out, self.qlo, self.qhi)
+        return y
 
     def as_conv_input(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's input as the conv sees it: a linear layer's [..., C] rows become one [1, C, M, 1] image."""
@@ -288,7 +338,7 @@ class QConv2d(nn.Module):
         if self.s_out is None:  # the network's last layer: its accumulator is the output (activation in float)
             y = _activate((acc.to(torch.float64) * self.acc_scale.view(1, -1, 1, 1)).float(), self.act)
         else:
-            y = self.output_codes(acc).to(torch.float32) * self.s_out
+            y = self.dequantize(acc)
         return codes, acc, y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -163,3 +163,66 @@ def test_config_validation(tmp_path):
 def test_nan_calibration_refused(model):
     with pytest.raises(PyapproxError, match="NaN"):
         quantize_model(model, [torch.full((1, 3, 32, 32), float("nan"))])
+
+
+def _unfused(monkeypatch):
+    """QConv2d without passed codes or compiled (de)quantization: PyTorch's quantize and requantize."""
+    from pyapprox.nn import functional as QF
+    from pyapprox.nn.quant import QConv2d
+
+    monkeypatch.setattr(QConv2d, "quantize_input", lambda self, x: QF.quantize(x, self.s_in, self.cfg.qmin,
+                                                                               self.cfg.qmax))
+    monkeypatch.setattr(QConv2d, "dequantize", lambda self, acc: QF.requantize(
+        acc, self.rq_mult, self.rq_shift, self.rq_mult_neg, self.qlo, self.qhi).to(torch.float32) * self.s_out)
+
+
+@pytest.mark.parametrize("multiplier", ["exact", "mbm"])
+def test_passed_codes_and_fused_requantization_change_nothing(qmodel, images, multiplier, monkeypatch):
+    """The whole network with codes passed between layers and compiled (de)quantization == the same network through
+    PyTorch's quantize / requantize / float round trip, bit for bit, with the exact and an approximate table."""
+    from pyapprox.lut.library import get_lut
+
+    net = copy.deepcopy(qmodel)
+    if multiplier != "exact":
+        for _, m in qconv_layers(net):
+            m.set_lut(get_lut(multiplier))
+    x = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fast = net(x)
+        _unfused(monkeypatch)
+        slow = net(x)
+    assert torch.equal(fast, slow)
+
+
+class _InPlace(torch.nn.Module):
+    """conv -> an in-place change of its output (as ResNet's ``out += identity``) -> conv."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 4, 1)
+        self.op = op
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.op == "add_":
+            y += 0.37
+        elif self.op == "mul_":
+            y.mul_(3.0)
+        elif self.op == "view":
+            y[:, :2] = 0.5  # through a view: the base's version counter moves too
+        return self.b(y)
+
+
+@pytest.mark.parametrize("op", ["add_", "mul_", "view", "none"])
+def test_codes_are_not_passed_once_the_output_changed_in_place(op, monkeypatch):
+    torch.manual_seed(3)
+    model = _InPlace(op).eval()
+    x = torch.randn(1, 3, 12, 10)
+    q = quantize_model(model, [x], AccelConfig())
+    assert q.calibration.chained_from["b"] == "a"  # the same tensor object: b's input scale is a's output scale
+    with torch.no_grad():
+        fast = q(x)
+        _unfused(monkeypatch)
+        slow = q(x)
+    assert torch.equal(fast, slow)

@@ -62,7 +62,7 @@ if numba is not None:
     from pyapprox.nn.kernels.intrinsics import noop_par
     from pyapprox.nn.kernels.planes import geometry, prep_planes_par, prep_planes_ser
 
-__all__ = ["available", "lut_conv2d", "prepare_planes", "requantize", "TILE"]
+__all__ = ["available", "lut_conv2d", "prepare_planes", "quantize", "requantize", "TILE"]
 
 TILE = 512  # grid positions per inner pass of the scalar loops (accumulators stay in L1)
 PACK_MIN_POSITIONS = 4096  # packed rows pay off when a block covers at least this many positions
@@ -157,10 +157,12 @@ def prepare_planes(x: torch.Tensor, offset: int, kh: int, kw: int, stride, paddi
 
 
 def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, mult_neg: torch.Tensor | None,
-               qlo, qhi) -> torch.Tensor | None:
+               qlo, qhi, scale: float | None = None):
     """:func:`pyapprox.nn.functional.requantize` of CPU accumulators [N, O, H, W] by the compiled loop of
     :mod:`.requant` (int64 codes, bit-identical); None when it does not apply (no numba, another device, shifts
-    of 63 or more), and the caller uses the PyTorch version."""
+    of 63 or more), and the caller uses the PyTorch version.
+
+    With ``scale``: the codes dequantized in the same pass, (int32 codes, float32 ``codes.float() * scale``)."""
     if numba is None or acc.device.type != "cpu" or acc.dim() != 4 or acc.dtype not in (torch.int32, torch.int64):
         return None
     n, o, h, w = acc.shape
@@ -176,11 +178,39 @@ def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, mult_
     mult_np = per_channel(mult)
     mneg_np = per_channel(mult_neg) if mult_neg is not None else mult_np
     a = acc.detach().contiguous().view(n, o, h * w).numpy()
-    out = np.empty((n, o, h * w), np.int64)
+    shift_np = np.ascontiguousarray(shift_np.reshape(-1))
+    if scale is None:
+        out = np.empty((n, o, h, w), np.int64)
+        if out.size:
+            f = requant.requant_par if _parallel(out.size, PARALLEL_MIN_CODES, 1e9) else requant.requant_ser
+            f(a, mult_np, mneg_np, shift_np, per_channel(qlo), per_channel(qhi), out.reshape(n, o, h * w))
+        return torch.from_numpy(out)
+    lo_np, hi_np = per_channel(qlo), per_channel(qhi)
+    if lo_np.size and (int(lo_np.min()) < -(1 << 24) or int(hi_np.max()) > 1 << 24):
+        return None  # codes beyond int32 / not exact in float32
+    codes = np.empty((n, o, h, w), np.int32)  # allocated in their final shape: the tensors are not views
+    y = np.empty((n, o, h, w), np.float32)
+    if codes.size:
+        f = requant.requant_dequant_par if _parallel(codes.size, PARALLEL_MIN_CODES, 1e9) else \
+            requant.requant_dequant_ser
+        f(a, mult_np, mneg_np, shift_np, lo_np, hi_np, np.float32(scale), codes.reshape(n, o, h * w),
+          y.reshape(n, o, h * w))
+    return torch.from_numpy(codes), torch.from_numpy(y)
+
+
+def quantize(x: torch.Tensor, scale: float, qmin: int, qmax: int) -> torch.Tensor | None:
+    """:func:`pyapprox.nn.functional.quantize` (int32 codes, bit-identical) of a CPU float32 tensor in one compiled
+    pass; None when it does not apply (no numba, another device or dtype, NaNs in ``x``) and the caller uses the
+    PyTorch version."""
+    if numba is None or x.device.type != "cpu" or x.dtype != torch.float32:
+        return None
+    xf = x.detach().contiguous().reshape(-1).numpy()
+    out = np.empty(tuple(x.shape), np.int32)
     if out.size:
-        f = requant.requant_par if _parallel(out.size, PARALLEL_MIN_CODES, 1e9) else requant.requant_ser
-        f(a, mult_np, mneg_np, np.ascontiguousarray(shift_np.reshape(-1)), per_channel(qlo), per_channel(qhi), out)
-    return torch.from_numpy(out).view(n, o, h, w)
+        f = requant.quant_par if _parallel(out.size, PARALLEL_MIN_CODES, 1e9) else requant.quant_ser
+        if f(xf, np.float32(scale), np.float32(qmin), np.float32(qmax), out.reshape(-1)):
+            return None
+    return torch.from_numpy(out)
 
 
 def _vector_plan(geo, cmask, nthreads):
