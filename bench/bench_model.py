@@ -50,6 +50,9 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
     from pyapprox.nn.config import AccelConfig
     from pyapprox.nn.quant import qconv_layers, quantize_model
 
+    from pyapprox.heap import keep_large_blocks
+
+    keep_large_blocks()  # as the CLI and the evaluation workers run
     model, x = _model_and_input(height, width, batch)
     layer_times: dict[str, float] = {}
     stages: dict[str, float] = {}

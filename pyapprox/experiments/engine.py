@@ -27,6 +27,7 @@ from tqdm import tqdm
 from pyapprox.cache import content_key
 from pyapprox.data import open_dataset
 from pyapprox.errors import PyapproxError
+from pyapprox.heap import keep_large_blocks, release_memory
 from pyapprox.eval.evaluate import Variant, build_variants, evaluate
 from pyapprox.experiments.panels import write_panel
 from pyapprox.lut.library import get_lut
@@ -251,10 +252,15 @@ def run_job(ctx: EvalContext, job: Job, threads: int | None = None):
     """Evaluate one job in this process (the evaluator is built once per context and reused)."""
     if threads:
         _limit_threads(threads)
+    keep_large_blocks()
     ev = _EVALUATORS.get(ctx)
     if ev is None:
         ev = _EVALUATORS[ctx] = Evaluator(ctx)
-    return ev.run(job)
+        release_memory()
+    try:
+        return ev.run(job)
+    finally:
+        release_memory()
 
 
 def lut_digests(jobs: list[Job]) -> dict[str, str]:

@@ -8,6 +8,8 @@ tensors' device: the GPU path). ``auto`` picks ``torch`` for CUDA inputs, else t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -26,6 +28,36 @@ def conv_kind(groups: int, in_channels: int, out_channels: int, kernel_size) -> 
     if tuple(kernel_size) == (1, 1):
         return "pw"
     return "full"
+
+
+_TABLES: dict = {}  # (content digest or "exact", operand format, weight port) -> (read-only table, offset, exact?)
+
+
+def _shared_table(lut, operand_format: str, weight_port: str) -> tuple[np.ndarray, int, bool]:
+    """The product table of ``lut`` (None: the exact product) for this operand format and weight port: one
+    read-only array per content, shared by every layer and every copy of a model (2 MB each)."""
+    key = ("exact" if lut is None else lut.digest(), operand_format, weight_port)
+    hit = _TABLES.get(key)
+    if hit is None:
+        if lut is None:
+            table, offset = QF.exact_product_table(operand_format)
+            exact = True
+        else:
+            table, offset = QF.product_table(lut.table, operand_format, weight_port)
+            exact = bool(np.array_equal(table, QF.exact_product_table(operand_format)[0]))
+        table = np.array(table, dtype=np.int64, order="C")
+        table.flags.writeable = False  # change a layer's table through set_lut only (kernels cache what it implies)
+        if len(_TABLES) >= 64:
+            _TABLES.clear()
+        hit = _TABLES[key] = (table, offset, exact)
+    return hit
+
+
+def _same(a, b) -> bool:
+    """Tensors and arrays: the same object; anything else: equal values of the same type."""
+    if isinstance(a, (torch.Tensor, np.ndarray)):
+        return a is b
+    return type(a) is type(b) and a == b
 
 
 class ApproxConv2d(nn.Module):
@@ -56,22 +88,28 @@ class ApproxConv2d(nn.Module):
     def set_lut(self, lut) -> None:
         """Use ``lut`` (a :class:`pyapprox.lut.LUT`) for every product, or the exact product when None."""
         if lut is None:
-            self.ptable, self.offset = QF.exact_product_table(self.operand_format)
+            self.ptable, self.offset, self.exact_table = _shared_table(None, self.operand_format, self.weight_port)
             self.multiplier = "exact"
             self.lut_digest = None
-            self.exact_table = True
         else:
             want = "signed" if self.operand_format == "int8" else "unsigned"
             ops = "unsigned" if lut.operands == "sign-magnitude" else lut.operands
             if ops != want:
                 raise PyapproxError(f"multiplier {lut.name} has {lut.operands} operands but the accelerator uses "
                                     f"{self.operand_format} operands, which need {'an' if want == 'unsigned' else 'a'} {want} multiplier")
-            self.ptable, self.offset = QF.product_table(lut.table, self.operand_format, self.weight_port)
+            self.ptable, self.offset, self.exact_table = _shared_table(lut, self.operand_format, self.weight_port)
             self.multiplier = lut.name
             self.lut_digest = lut.digest()
-            exact, _ = QF.exact_product_table(self.operand_format)
-            self.exact_table = bool(np.array_equal(self.ptable, exact))
-        self.ptable = np.ascontiguousarray(self.ptable, dtype=np.int64)
+
+    def __deepcopy__(self, memo):
+        """A deep copy that shares the (read-only) product table and leaves the kernel cache behind."""
+        memo[id(self.ptable)] = self.ptable
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k != "_kernel_cache":
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
 
     @property
     def kind(self) -> str:
@@ -83,9 +121,33 @@ class ApproxConv2d(nn.Module):
 
     def overflow_free(self) -> bool:
         """True when no running sum can leave the accumulator range, whatever the operands."""
-        k = int(np.prod(self.weight_codes.shape[1:]))
-        bound = int(self.bias_codes.abs().max()) + k * int(np.abs(self.ptable).max())
-        return bound <= (1 << (self.acc_bits - 1)) - 1
+        cache = self.kernel_cache()
+        if "overflow_free" not in cache:
+            k = int(np.prod(self.weight_codes.shape[1:]))
+            bound = int(self.bias_codes.abs().max()) + k * int(np.abs(self.ptable).max())
+            cache["overflow_free"] = bound <= (1 << (self.acc_bits - 1)) - 1
+        return cache["overflow_free"]
+
+    def kernel_cache(self) -> dict:
+        """A dict for what depends on this layer's weights, bias, table and parameters only (the compiled kernels
+        keep their per-layer work there): a new one whenever any of them changed (other tensors or arrays, an
+        in-place change of a tensor, other attributes)."""
+        try:
+            key = (self.weight_codes, self.weight_codes._version, self.bias_codes, self.bias_codes._version,
+                   self.ptable, self.offset, self.stride, self.padding, self.dilation, self.groups, self.acc_bits,
+                   self.acc_mode)
+        except RuntimeError:  # inference-mode tensors have no version counter: nothing is cached
+            return {}
+        held = self.__dict__.get("_kernel_cache")
+        if held is None or not all(_same(a, b) for a, b in zip(held[0], key)):
+            held = (key, {})
+            self.__dict__["_kernel_cache"] = held  # holds the key's tensors: their ids cannot be reused meanwhile
+        return held[1]
+
+    def __getstate__(self):  # copies and pickles leave the kernel cache behind (it is rebuilt on first use)
+        state = super().__getstate__()
+        state.pop("_kernel_cache", None)
+        return state
 
     def resolved_backend(self, device: torch.device | None = None) -> str:
         if self.backend != "auto":
@@ -119,7 +181,8 @@ class ApproxConv2d(nn.Module):
 
             acc, ovf = kernels.lut_conv2d(codes, self.weight_codes, self.ptable, self.offset, self.bias_codes,
                                           self.stride, self.padding, self.dilation, self.groups, self.acc_bits,
-                                          self.acc_mode, overflow_free=self.overflow_free())
+                                          self.acc_mode, overflow_free=self.overflow_free(),
+                                          cache=self.kernel_cache())
         else:
             acc, ovf = QF.lut_conv2d_reference(codes, self.weight_codes, self.ptable, self.offset, self.bias_codes,
                                                self.stride, self.padding, self.dilation, self.groups,

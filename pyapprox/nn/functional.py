@@ -120,10 +120,11 @@ def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     """Exact integer convolution (no accumulator limit) of integer codes.
 
     On the CPU from float32 convolutions in which every product and every partial sum is an integer of magnitude
-    below 2^24, hence exact in any summation order: one convolution when max|w| max|x| K < 2^24 (K = input channels
-    per group x kernel taps); else the activations are split as x = 16 xh + xl (xl in 0..15) and the two halves are
-    convolved separately, input channels cut into chunks that keep each half's bound, and the parts combined in
-    int64. Elsewhere (CUDA may use TF32) and where the bound cannot be kept, float64 (exact while |sums| < 2^53)."""
+    below 2^24, hence exact in any summation order. Any partial sum of output channel o is at most
+    max|x| * L1(w[o]) (the sum of |w| over its taps), so one convolution is exact when max|x| max_o L1(w[o]) < 2^24;
+    else the activations are split as x = 16 xh + xl (xl in 0..15) and the two halves are convolved separately,
+    input channels cut into chunks whose L1 bound each half keeps, and the parts combined in int64. Elsewhere
+    (CUDA may use TF32) and where the bound cannot be kept, float64 (exact while |sums| < 2^53)."""
     y = None
     if x.device.type == "cpu" and x.numel() and w.numel():
         y = _int_conv2d_f32(x, w, stride, padding, dilation, groups)
@@ -136,29 +137,35 @@ def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
 
 
 def _int_conv2d_f32(x, w, stride, padding, dilation, groups) -> torch.Tensor | None:
-    o, cg, kh, kw = w.shape
-    taps = kh * kw
-    wmax, xmax = int(w.abs().max()), int(x.abs().max())
+    o, cg = w.shape[:2]
+    l1 = w.to(torch.int64).abs().sum((2, 3))  # [O, cg]: sum of |w| over each input channel's taps
+    xmax = int(x.abs().max())
     wf = w.to(torch.float32)
 
     def conv(a, wt):
         return F.conv2d(a.to(torch.float32), wt, None, stride, padding, dilation, groups).to(torch.int64)
 
-    if wmax * xmax * cg * taps < F32_EXACT:
+    if xmax * int(l1.sum(1).max()) < F32_EXACT:
         return conv(x, wf)
     xl = torch.remainder(x, 16)
     xh = torch.div(x - xl, 16, rounding_mode="floor")
-    part_max = max(15, int(xh.abs().max())) * max(1, wmax) * taps
-    per = (F32_EXACT - 1) // part_max  # input channels per chunk
-    if per < 1 or (groups > 1 and per < cg):
-        return None
-    if per >= cg:
+    amax = max(15, int(xh.abs().max()))
+    if amax * int(l1.sum(1).max()) < F32_EXACT:
         return conv(xh, wf) * 16 + conv(xl, wf)
-    y = None
-    for c0 in range(0, cg, per):
-        c1 = min(cg, c0 + per)
+    if groups > 1:
+        return None
+    # input-channel chunks [c0, c1) with amax * max_o sum_{c0 <= c < c1} l1[o, c] < 2^24
+    run = torch.cumsum(l1, 1)  # [O, cg]
+    y, c0 = None, 0
+    while c0 < cg:
+        base = run[:, c0 - 1:c0] if c0 else torch.zeros(o, 1, dtype=torch.int64)
+        fits = ((run[:, c0:] - base) * amax < F32_EXACT).all(0)  # per candidate end channel, in order
+        c1 = c0 + int(fits.to(torch.int8).cumprod(0).sum())
+        if c1 == c0:
+            return None  # one channel alone exceeds the bound
         part = conv(xh[:, c0:c1], wf[:, c0:c1]) * 16 + conv(xl[:, c0:c1], wf[:, c0:c1])
         y = part if y is None else y + part
+        c0 = c1
     return y
 
 

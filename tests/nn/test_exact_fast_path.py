@@ -52,7 +52,10 @@ def test_fast_exact_conv_equals_the_int64_reference(case, fmt):
         got = QF.int_conv2d_exact(x, w, bias, stride, padding, dilation, groups)
         assert got.dtype == torch.int64
         assert torch.equal(got, _reference(x, w, bias, stride, padding, dilation, groups)), (case, seed)
-    if fmt == "sign-magnitude":  # each case takes the path it is named for (with |x|, |w| up to 255)
+        if seed == 1:
+            x1, w1 = x, w
+    if fmt == "sign-magnitude":  # at the extremes (|x| = |w| = 255) each case takes the path it is named for
+        x, w = x1, w1
         fast = QF._int_conv2d_f32(x, w, stride, padding, dilation, groups)
         bound = int(w.abs().max()) * int(x.abs().max()) * (c // groups) * k * k
         assert (fast is None) == (path == "float64")
@@ -64,3 +67,21 @@ def test_empty_input():
     x = torch.zeros(0, 3, 4, 4, dtype=torch.int32)
     w = torch.ones(2, 3, 1, 1, dtype=torch.int32)
     assert QF.int_conv2d_exact(x, w, None).shape == (0, 2, 4, 4)
+
+
+def test_the_l1_bound_keeps_real_layers_on_one_convolution(monkeypatch):
+    """Weights as trained layers have them (most codes small, a few at 255): max|x| max_o L1(w[o]) < 2^24 where
+    max|x| max|w| K is not, so ONE float32 convolution is made, and it is exact."""
+    rng = np.random.default_rng(7)
+    c, o, k = 512, 16, 3
+    w = np.clip(np.round(rng.laplace(0, 6, (o, c, k, k))), -255, 255)
+    w[:, 0, 0, 0] = 255
+    x = rng.integers(-255, 256, (1, c, 6, 7))
+    x, w = torch.from_numpy(x).to(torch.int32), torch.from_numpy(w).to(torch.int32)
+    assert 255 * 255 * c * k * k >= QF.F32_EXACT > 255 * int(w.abs().sum((1, 2, 3)).max())
+    calls = []
+    real = QF.F.conv2d
+    monkeypatch.setattr(QF.F, "conv2d", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    got = QF.int_conv2d_exact(x, w, None, 1, 1, 1, 1)
+    assert len(calls) == 1
+    assert torch.equal(got, _reference(x, w, torch.zeros(o, dtype=torch.int64), 1, 1, 1, 1))

@@ -233,7 +233,7 @@ def _table(pt: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """(flat int32 table with 16 entries of slack, or None when a product does not fit int32; max |product| of
     each row), cached."""
     hit = _TABLES.get(id(pt))
-    if hit is not None and hit[0] is pt and np.array_equal(hit[1], pt):
+    if hit is not None and hit[0] is pt and (hit[1] is None or np.array_equal(hit[1], pt)):
         return hit[2], hit[3]
     pt64 = np.ascontiguousarray(pt, dtype=np.int64)
     table = None
@@ -243,18 +243,20 @@ def _table(pt: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     rowmax = np.abs(pt64).max(axis=1)
     if len(_TABLES) >= 8:
         _TABLES.clear()
-    _TABLES[id(pt)] = (pt, pt64.copy(), table, rowmax)
+    _TABLES[id(pt)] = (pt, None if not pt.flags.writeable else pt64.copy(), table, rowmax)  # read-only: by identity
     return table, rowmax
 
 
 def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int, bias: torch.Tensor | None,
                stride=1, padding=0, dilation=1, groups=1, acc_bits=32, acc_mode="wrap",
-               overflow_free=False) -> tuple[torch.Tensor, int]:
+               overflow_free=False, cache: dict | None = None) -> tuple[torch.Tensor, int]:
     """LUT convolution with the semantics of :func:`pyapprox.nn.functional.lut_conv2d_reference`.
 
     Returns (accumulators int64 [N, O, Ho, Wo], number of outputs whose running sum overflowed).
     ``overflow_free=True`` is the caller's promise that no running sum can leave the accumulator range
-    (then no checks are made and the overflow count is 0).
+    (then no checks are made and the overflow count is 0). ``cache``: a dict the caller keeps for ONE layer
+    (these weights, bias, table, offset and conv parameters, unchanged; a new dict when any changes): what
+    depends on them only (table rows of the weights, bounds, work layout) is computed on the first call.
     """
     if numba is None:
         raise PyapproxError(f"the numba backend needs numba ({NUMBA_ERROR})")
@@ -278,16 +280,22 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     k = cg * kh * kw
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
 
-    # operand codes must index the table
-    wc = w.detach().cpu().reshape(o, k).numpy().astype(np.int64) + offset
-    if wc.size and (wc.min() < 0 or wc.max() >= size):
-        raise PyapproxError("operand code outside the table's range")
-    b = np.zeros(o, np.int64) if bias is None else bias.detach().cpu().numpy().astype(np.int64).reshape(o)
+    cache = {} if cache is None else cache
+    if "weights" not in cache:
+        # operand codes must index the table
+        wc = w.detach().cpu().reshape(o, k).numpy().astype(np.int64) + offset
+        if wc.size and (wc.min() < 0 or wc.max() >= size):
+            raise PyapproxError("operand code outside the table's range")
+        wc = wc.astype(np.int32)  # kept in the cache: table rows < 65535 (multiplied by the row size in int64)
+        b = np.zeros(o, np.int64) if bias is None else bias.detach().cpu().numpy().astype(np.int64).reshape(o)
+        table, rowmax = _table(pt)
+        # per-output-channel bound on every running sum: which channels need the checked loop
+        bound = np.abs(b) + rowmax[wc].sum(axis=1) if table is not None else None
+        cache["weights"] = wc, b, table, bound
+    wc, b, table, bound = cache["weights"]
     out = np.empty((n, o, ho, wo), np.int64)
     if out.size == 0:
         return torch.from_numpy(out), 0
-
-    table, rowmax = _table(pt)
     if table is None:  # products beyond int32 (no 8-bit multiplier has them): the exact PyTorch backend
         return lut_conv2d_torch(x, w, pt, offset, bias, stride, padding, dilation, groups, acc_bits, acc_mode,
                                 overflow_free)
@@ -301,8 +309,6 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     chi = np.where(has, np.maximum(cmax + offset, offset), offset)
     xlo, xhi = int(clo.min()), int(chi.max())
 
-    # per-output-channel bound on every running sum: which channels need the checked loop
-    bound = np.abs(b) + rowmax[wc].sum(axis=1)
     safe = np.ones(o, bool) if overflow_free else bound <= hi
     fast32 = not safe.any() or int(bound[safe].max()) < (1 << 31)  # int32 sums (packed, product vectors)
 
@@ -312,9 +318,9 @@ def lut_conv2d(x: torch.Tensor, w: torch.Tensor, ptable: np.ndarray, offset: int
     if fast32 and bool(safe.all()) and size <= vector.PV_CODES:
         plan = _vector_plan(geo, cmask, nthreads)
         if plan is not None:
-            vector.conv(plan, geo, table, wc, b, planes, cmask, out, nthreads)
+            vector.conv(plan, geo, table, wc, b, planes, cmask, out, nthreads, cache)
             return torch.from_numpy(out), 0
     packed = fast32 and nq * n >= PACK_MIN_POSITIONS and k * size * 8 <= PACK_MAX_BYTES
     overflows = scalar.conv(geo, table, wc, b, planes, safe, packed, lo, hi, acc_mode == "saturate", xlo, xhi, TILE,
-                            out, nthreads)
+                            out, nthreads, cache)
     return torch.from_numpy(out), overflows

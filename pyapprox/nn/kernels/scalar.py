@@ -376,28 +376,37 @@ def _dw9_pattern(tsh: np.ndarray) -> int:
     return 3
 
 
-def conv(geo, table, wc, b, planes, safe, packed, lo, hi, saturate, xlo, xhi, tile, out, nthreads) -> int:
+def conv(geo, table, wc, b, planes, safe, packed, lo, hi, saturate, xlo, xhi, tile, out, nthreads, cache=None) -> int:
     """One layer through the scalar loops into ``out`` (flat-able int64 [N, O, Ho, Wo]); returns the overflow count.
 
     geo: the layer tuple of :func:`pyapprox.nn.kernels.lut_conv2d`; table: flat int32 product table; wc: int64
     [O, K] table rows of the weights; b: int64 [O] bias; planes: :func:`pyapprox.nn.kernels.prepare_planes`;
     safe: bool [O] channels whose running sums provably fit (the others take the checked loop, accumulator range
     lo..hi, wrap or saturate); packed: pair safe channels in int64 entries; xlo..xhi: the table columns that
-    occur; nthreads: threads to use (1: the calling thread).
+    occur; nthreads: threads to use (1: the calling thread); cache: a dict kept by the caller for this layer's
+    weights, bias, table and conv parameters (see :func:`pyapprox.nn.kernels.lut_conv2d`), or None.
     """
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
-    blk_o, blk_mode = _blocks(safe, groups, og, packed)
-    packed = packed and bool((blk_mode == MODE_PACKED).any())
-    tsh = tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups)
-    rows = wc * size  # [O, K] table row starts
-    second = np.where((blk_mode == MODE_B2) | (blk_mode == MODE_PACKED), blk_o + 1, blk_o)
-    wrow = np.ascontiguousarray(np.stack([rows[blk_o], rows[second]], axis=2))  # [nblk, K, 2]
-    blk_g = blk_o // og
-    it_blk, it_img, it_q0, it_q1 = _items(blk_mode, n, nq, tile)
+    cache = {} if cache is None else cache
+    key = ("scalar", packed, safe.tobytes())
+    if key not in cache:
+        blk_o, blk_mode = _blocks(safe, groups, og, packed)
+        rows = wc.astype(np.int64) * size  # [O, K] table row starts
+        second = np.where((blk_mode == MODE_B2) | (blk_mode == MODE_PACKED), blk_o + 1, blk_o)
+        wrow = np.ascontiguousarray(np.stack([rows[blk_o], rows[second]], axis=2))  # [nblk, K, 2]
+        cache[key] = blk_o, blk_mode, wrow, blk_o // og, packed and bool((blk_mode == MODE_PACKED).any())
+    blk_o, blk_mode, wrow, blk_g, packed = cache[key]
+    if ("tsh", lp, wph) not in cache:
+        tsh = tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups)
+        cache[("tsh", lp, wph)] = tsh, _dw9_pattern(tsh)
+    tsh, dw9 = cache[("tsh", lp, wph)]
+    if key + (n, nq) not in cache:
+        cache[key + (n, nq)] = _items(blk_mode, n, nq, tile)
+    it_blk, it_img, it_q0, it_q1 = cache[key + (n, nq)]
     counts = np.zeros(len(it_blk), np.int64)
     nthreads = max(1, min(nthreads, len(it_blk)))
     args = (table, size, planes, wrow, tsh, blk_o, blk_g, blk_mode, b, it_blk, it_img, it_q0, it_q1, tile, wph, wo,
-            lo, hi, saturate, xlo, xhi, k * size if packed else 0, _dw9_pattern(tsh))
+            lo, hi, saturate, xlo, xhi, k * size if packed else 0, dw9)
     if nthreads > 1:
         _run_par(*args, nthreads, out.shape[1], out.reshape(-1), counts, np.zeros(1, np.int64))
     else:  # the worker alone, on the calling thread

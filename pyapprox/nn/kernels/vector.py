@@ -167,7 +167,7 @@ def plan(geo, cmask, nthreads):
     return dict(ob=ob, nblk_g=nblk_g, nr=nr, build=nblk * n * nr * k * ob * span, macs=nblk * ob * n * nq * k)
 
 
-def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads):
+def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads, cache=None):
     """One layer along ``plan`` into ``out`` (int64 [N, O, Ho, Wo]); every running sum must fit 31 bits.
 
     Arguments as in :func:`pyapprox.nn.kernels.scalar.conv`; cmask: uint64 [N, C] blocks of 16 table columns
@@ -175,9 +175,30 @@ def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads):
     """
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
     ob, nblk_g, nr = plan["ob"], plan["nblk_g"], plan["nr"]
+    cache = {} if cache is None else cache
+    if ("vector", ob) not in cache:
+        cache[("vector", ob)] = _weight_rows(wc, ob, nblk_g, og, cg, kh, kw, stride, dilation, groups, size)
+    prow, pch, blk_g, tch, starts, kinds = cache[("vector", ob)]
+    if ("tsh", lp, wph) not in cache:
+        tsh = tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups)
+        cache[("tsh", lp, wph)] = tsh, None
+    tsh = cache[("tsh", lp, wph)][0]
     bounds = [nq * r // nr for r in range(nr + 1)]
     it = np.array([(blk, img, bounds[r], bounds[r + 1]) for blk in range(groups * nblk_g) for img in range(n)
                    for r in range(nr) if bounds[r] < bounds[r + 1]], np.int64).reshape(-1, 4)
+    args = (table, planes, prow, pch, tsh, tch, starts, kinds, np.ascontiguousarray(cmask), blk_g, b,
+            np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
+            np.ascontiguousarray(it[:, 3]), ob, int((it[:, 3] - it[:, 2]).max()), wph, wo)
+    nthreads = max(1, min(nthreads, len(it)))
+    if nthreads > 1:
+        _run_par(*args, nthreads, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
+    else:  # the worker alone, on the calling thread
+        _worker(*args, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
+
+
+def _weight_rows(wc, ob, nblk_g, og, cg, kh, kw, stride, dilation, groups, size):
+    """What depends on the weights only: (prow, pch, blk_g, tch, chunk starts, chunk kinds) of :func:`_run_par`."""
+    k = cg * kh * kw
     # tap chunks: a 3x3 stride-1 channel at once, else 8 taps at once, then single taps
     if (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1):
         starts, kinds = list(range(0, k, 9)), [9] * cg
@@ -189,17 +210,9 @@ def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads):
     pch = np.concatenate([np.where(lane < og, g * og + np.minimum(lane, og - 1), -1) for g in range(groups)])
     pch = pch.reshape(groups * nblk_g, ob)
     src = np.where(pch >= 0, pch, np.repeat(pch[:, :1], ob, axis=1))  # padding lanes reuse the first lane's rows
-    prow = np.ascontiguousarray((wc[src] * size).transpose(0, 2, 1))  # [nblk, K, ob]
+    prow = np.ascontiguousarray((wc[src].astype(np.int64) * size).transpose(0, 2, 1))  # [nblk, K, ob]
     blk_g = np.arange(groups * nblk_g) // nblk_g
     tch = np.ascontiguousarray(np.arange(groups)[:, None] * cg + np.repeat(np.arange(cg), kh * kw)[None, :],
                                dtype=np.int64)  # input channel of each tap (im2col order)
-    tsh = tap_offsets(cg, kh, kw, stride, dilation, lp, wph, groups)
-    args = (table, planes, prow, np.ascontiguousarray(pch, dtype=np.int64), tsh, tch,
-            np.asarray(starts + [k], np.int64), np.asarray(kinds, np.int64), np.ascontiguousarray(cmask), blk_g, b,
-            np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
-            np.ascontiguousarray(it[:, 3]), ob, int((it[:, 3] - it[:, 2]).max()), wph, wo)
-    nthreads = max(1, min(nthreads, len(it)))
-    if nthreads > 1:
-        _run_par(*args, nthreads, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
-    else:  # the worker alone, on the calling thread
-        _worker(*args, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
+    return (prow, np.ascontiguousarray(pch, dtype=np.int64), blk_g, tch, np.asarray(starts + [k], np.int64),
+            np.asarray(kinds, np.int64))
