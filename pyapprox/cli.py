@@ -15,6 +15,7 @@ import signal
 import sys
 
 from pyapprox.errors import PyapproxError
+from pyapprox.heap import keep_large_blocks
 
 # (command, module under pyapprox.commands, one-line help)
 COMMANDS = [
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command, verbose = f"pyapprox {args.command}", args.verbose
         previous = _install_sigint(on_sigint)
+        keep_large_blocks()  # large temporaries reused, not page-faulted afresh (pyapprox.heap)
         rc = int(args._run(args) or 0)
         if seen[0]:
             raise KeyboardInterrupt
