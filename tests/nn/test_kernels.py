@@ -288,3 +288,32 @@ def test_torch_backend_cuda_matches_reference():
         assert got[0].is_cuda
         assert torch.equal(got[0].cpu(), ref[0]) and got[1] == ref[1]
     assert TB.cuda_available()
+
+
+@needs_numba
+@pytest.mark.parametrize("ni", [2, 3, 5, "auto"])
+def test_images_of_a_batch_share_product_vectors(monkeypatch, ni):
+    """Work items over several images of a batch (one built product vector each, the OR of their code masks, the
+    last item with fewer images) == the reference; 'auto' is the planner's own choice for a small grid."""
+    from pyapprox.nn.kernels import vector
+
+    rng = np.random.default_rng(11)
+    pt, off = random_table(rng)
+    x, wt, b = operands(rng, 5, 24, 9, 11, 40, 24, (3, 3), relu=True)
+    x[1] = torch.where(x[1] > 0, x[1] // 8, x[1])  # images with different codes present
+    x[3] = -x[3]
+    real, used = vector.plan, []
+
+    def plan(*a):
+        p = real(*a)
+        if ni != "auto":
+            p["ni"] = ni
+        used.append(p["ni"])
+        return p
+
+    monkeypatch.setattr(vector, "plan", plan)
+    monkeypatch.setattr(K, "_LAUNCH_S", 0.0)
+    monkeypatch.setattr(K, "PARALLEL_MIN_LOOKUPS", 0)
+    for stride, padding in ((1, 1), (2, 0)):
+        check(x, wt, pt, off, b, stride, padding, path="vector", monkeypatch=monkeypatch)
+    assert used and min(used) > 1

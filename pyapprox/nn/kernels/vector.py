@@ -74,63 +74,77 @@ _apply16, _apply32 = _make_apply(16), _make_apply(32)
 
 @njit(**JIT)
 def _worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img, it_q0, it_q1,
-            ob, rmax, wph, wo, nout, out, counter):
-    """Take product-vector work items from ``counter`` until none is left (see :func:`_run_par`)."""
+            ob, rmax, ni, wph, wo, nout, out, counter):
+    """Take product-vector work items from ``counter`` until none is left (see :func:`_run_par`). An item covers
+    the images img .. img + ni - 1 (as many as there are) over its grid range; they share each built P."""
     nchunk = chunk_start.shape[0] - 1
-    plane = out.shape[0] // (X.shape[0] * nout)  # Ho * Wo
-    acc = np.empty(rmax * ob + 64, np.int32)
+    nimg = X.shape[0]
+    plane = out.shape[0] // (nimg * nout)  # Ho * Wo
+    acc = np.empty(rmax * ni * ob + 64, np.int32)
     P = np.zeros((9 * PV_CODES + 32) * ob, np.int32)
     mk9 = np.empty(9, np.uint64)
     while True:
-        item, b, img = take_item(counter, it_blk, it_img)
+        item, b, img0 = take_item(counter, it_blk, it_img)
         if item < 0:
             break
         q0 = it_q0[item]
         n = it_q1[item] - q0
-        xi = X[img]
+        img1 = min(nimg, img0 + ni)
         ts = tsh[blk_g[b]]
         tc = tch[blk_g[b]]
         rows = prow[b]
         for j in range(ob):
             bj = bias[pch[b, j]] if pch[b, j] >= 0 else 0
-            for q in range(n):
+            for q in range((img1 - img0) * n):
                 acc[q * ob + j] = bj
         for ci in range(nchunk):
             t0 = chunk_start[ci]
             g = chunk_start[ci + 1] - t0
             for t in range(g):
                 c = tc[t0 + t]
-                mk9[t] = cmask[img, c]
+                mk = np.uint64(0)
+                for img in range(img0, img1):
+                    mk |= cmask[img, c]
+                mk9[t] = mk
             _build(T, rows[t0:t0 + g], mk9, g, ob, P)
-            if ob == 32:
-                _apply32(P, xi, ts, t0, q0, wph, chunk_kind[ci], n, acc)
-            else:
-                _apply16(P, xi, ts, t0, q0, wph, chunk_kind[ci], n, acc)
-        # transposed store of the valid channels and columns, 64 positions at a time (acc block stays in L1)
-        oh = q0 // wph
-        ow = q0 - oh * wph
-        q = 0
-        while q < n:
-            if ow < wo:
-                m = min(n - q, wo - ow, 64)
-                for j in range(ob):
-                    o = pch[b, j]
-                    if o >= 0:
-                        start = (img * nout + o) * plane + oh * wo + ow
-                        d = out[start:start + m]
-                        for i in range(m):
-                            d[i] = acc[(q + i) * ob + j]
-                q += m
-                ow += m
-            else:
-                q += wph - ow
-                ow = 0
-                oh += 1
+            for img in range(img0, img1):
+                acc_i = acc[(img - img0) * n * ob:]
+                if ob == 32:
+                    _apply32(P, X[img], ts, t0, q0, wph, chunk_kind[ci], n, acc_i)
+                else:
+                    _apply16(P, X[img], ts, t0, q0, wph, chunk_kind[ci], n, acc_i)
+        for img in range(img0, img1):
+            _store_item(acc[(img - img0) * n * ob:], pch[b], ob, q0, n, wph, wo, (img * nout) * plane, plane, out)
+
+
+@njit(**JIT)
+def _store_item(acc, lanes, ob, q0, n, wph, wo, base, plane, out):
+    """Transposed store of one image's accumulators (grid positions q0 .. q0 + n) into out[base + o * plane + ...]
+    for the valid channels o and columns, 64 positions at a time (the acc block stays in L1)."""
+    oh = q0 // wph
+    ow = q0 - oh * wph
+    q = 0
+    while q < n:
+        if ow < wo:
+            m = min(n - q, wo - ow, 64)
+            for j in range(ob):
+                o = lanes[j]
+                if o >= 0:
+                    start = base + o * plane + oh * wo + ow
+                    d = out[start:start + m]
+                    for i in range(m):
+                        d[i] = acc[(q + i) * ob + j]
+            q += m
+            ow += m
+        else:
+            q += wph - ow
+            ow = 0
+            oh += 1
 
 
 @njit(parallel=True, **JIT)
 def _run_par(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img, it_q0, it_q1,
-             ob, rmax, wph, wo, nthreads, nout, out, counter):
+             ob, rmax, ni, wph, wo, nthreads, nout, out, counter):
     """Product-vector path on ``nthreads`` threads (dynamic scheduling through ``counter``).
 
     T: flat int32 table; X: uint16 planes [N, ...]; prow: int64 [nblk, K, ob] table row starts of the
@@ -138,18 +152,19 @@ def _run_par(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, b
     tsh: int64 [groups, K] tap offsets; tch: int64 [groups, K] input channel of each tap;
     chunk_start/kind: tap chunks (9: a 3x3 stride-1 channel, 8: eight taps, 1: one tap); cmask: uint64
     [N, C] blocks of 16 table columns that occur in each input channel's planes (bit b: columns
-    16b..16b+15); it_*: block, image, grid range of the work items; nout: O; out: flat int64 output.
+    16b..16b+15); it_*: block, first image, grid range of the work items (ni images each, fewer at the end);
+    nout: O; out: flat int64 output.
     """
     for _ in prange(nthreads):
         _worker(T, X, prow, pch, tsh, tch, chunk_start, chunk_kind, cmask, blk_g, bias, it_blk, it_img, it_q0, it_q1,
-                ob, rmax, wph, wo, nout, out, counter)
+                ob, rmax, ni, wph, wo, nout, out, counter)
 
 
 def plan(geo, cmask, nthreads):
     """Block width, blocks per group and work-item ranges of a layer, with its work for the cost model.
 
-    Returns dict(ob, nblk_g, nr: ranges of grid positions per (block, image), build: product-vector entries
-    built, macs: vector MACs).
+    Returns dict(ob, nblk_g, nr: ranges of grid positions per (block, images), ni: images per work item (that
+    share each built product vector), build: product-vector entries built, macs: vector MACs).
     """
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
     p16, p32 = -(-og // 16) * 16, -(-og // 32) * 32
@@ -161,10 +176,16 @@ def plan(geo, cmask, nthreads):
     # work items: (block, image, range of grid positions). A range long enough to amortise building the
     # product vectors (~16 x span), short enough for its accumulators to stay in L2; then split until all
     # threads have work.
-    nr = max(1, -(-nq // max(2048, min(PV_RMAX, int(16 * span)))))
-    while nblk * n * nr < 4 * nthreads and nq // (nr + 1) >= 1024:
+    # Images of a batch share an item (and its product vectors) while one image's grid is shorter than that.
+    target = max(2048, min(PV_RMAX, int(16 * span)))
+    nr = max(1, -(-nq // target))
+    ni = max(1, min(n, target // max(1, nq))) if nr == 1 else 1
+    while nblk * -(-n // ni) * nr < 4 * nthreads and ni > 1:  # all threads need work
+        ni = -(-ni // 2)
+    while nblk * -(-n // ni) * nr < 4 * nthreads and nq // (nr + 1) >= 1024:
         nr += 1
-    return dict(ob=ob, nblk_g=nblk_g, nr=nr, build=nblk * n * nr * k * ob * span, macs=nblk * ob * n * nq * k)
+    items = nblk * -(-n // ni) * nr
+    return dict(ob=ob, nblk_g=nblk_g, nr=nr, ni=ni, build=items * k * ob * span, macs=nblk * ob * n * nq * k)
 
 
 def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads, cache=None):
@@ -174,7 +195,7 @@ def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads, cache=None):
     that occur in each input channel's planes.
     """
     n, cg, kh, kw, og, k, nq, stride, dilation, lp, wph, wo, groups, size = geo
-    ob, nblk_g, nr = plan["ob"], plan["nblk_g"], plan["nr"]
+    ob, nblk_g, nr, ni = plan["ob"], plan["nblk_g"], plan["nr"], plan.get("ni", 1)
     cache = {} if cache is None else cache
     if ("vector", ob) not in cache:
         cache[("vector", ob)] = _weight_rows(wc, ob, nblk_g, og, cg, kh, kw, stride, dilation, groups, size)
@@ -184,11 +205,11 @@ def conv(plan, geo, table, wc, b, planes, cmask, out, nthreads, cache=None):
         cache[("tsh", lp, wph)] = tsh, None
     tsh = cache[("tsh", lp, wph)][0]
     bounds = [nq * r // nr for r in range(nr + 1)]
-    it = np.array([(blk, img, bounds[r], bounds[r + 1]) for blk in range(groups * nblk_g) for img in range(n)
+    it = np.array([(blk, img, bounds[r], bounds[r + 1]) for blk in range(groups * nblk_g) for img in range(0, n, ni)
                    for r in range(nr) if bounds[r] < bounds[r + 1]], np.int64).reshape(-1, 4)
     args = (table, planes, prow, pch, tsh, tch, starts, kinds, np.ascontiguousarray(cmask), blk_g, b,
             np.ascontiguousarray(it[:, 0]), np.ascontiguousarray(it[:, 1]), np.ascontiguousarray(it[:, 2]),
-            np.ascontiguousarray(it[:, 3]), ob, int((it[:, 3] - it[:, 2]).max()), wph, wo)
+            np.ascontiguousarray(it[:, 3]), ob, int((it[:, 3] - it[:, 2]).max()), ni, wph, wo)
     nthreads = max(1, min(nthreads, len(it)))
     if nthreads > 1:
         _run_par(*args, nthreads, out.shape[1], out.reshape(-1), np.zeros(1, np.int64))
