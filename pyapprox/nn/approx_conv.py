@@ -169,7 +169,7 @@ class ApproxConv2d(nn.Module):
             if not (self.exact_table and self.overflow_free()):
                 raise PyapproxError("the exact backend needs the exact table and an accumulator that cannot overflow")
             return QF.int_conv2d_exact(codes, self.weight_codes, self.bias_codes, self.stride, self.padding,
-                                       self.dilation, self.groups)
+                                       self.dilation, self.groups, cache=self.kernel_cache())
         if backend == "torch":
             from pyapprox.nn.torch_backend import lut_conv2d_torch
 

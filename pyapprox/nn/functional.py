@@ -116,54 +116,76 @@ F32_EXACT = 1 << 24
 
 
 def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0, dilation=1,
-                     groups=1) -> torch.Tensor:
+                     groups=1, cache: dict | None = None) -> torch.Tensor:
     """Exact integer convolution (no accumulator limit) of integer codes.
 
     On the CPU from float32 convolutions in which every product and every partial sum is an integer of magnitude
     below 2^24, hence exact in any summation order. Any partial sum of output channel o is at most
-    max|x| * L1(w[o]) (the sum of |w| over its taps), so one convolution is exact when max|x| max_o L1(w[o]) < 2^24;
-    else the activations are split as x = 16 xh + xl (xl in 0..15) and the two halves are convolved separately,
-    input channels cut into chunks whose L1 bound each half keeps, and the parts combined in int64. Elsewhere
-    (CUDA may use TF32) and where the bound cannot be kept, float64 (exact while |sums| < 2^53)."""
+    max|x| * L1(w[o]) (the sum of |w| over its taps), so one convolution is exact when max|x| max_o L1(w[o]) < 2^24.
+    Else the weights are split as w = 16 wh + wl (wl in 0..15) and both halves are convolved in ONE convolution
+    (stacked as 2 x O output channels) when each half keeps the bound, then combined in int64; else input channels
+    are cut into chunks that keep it (groups = 1). Elsewhere (CUDA may use TF32) and where the bound cannot be
+    kept, float64 (exact while |sums| < 2^53). ``cache``: a dict kept by the caller for these weights (unchanged)."""
     y = None
     if x.device.type == "cpu" and x.numel() and w.numel():
-        y = _int_conv2d_f32(x, w, stride, padding, dilation, groups)
+        y = _int_conv2d_f32(x, w, stride, padding, dilation, groups, {} if cache is None else cache)
     if y is None:
         y = F.conv2d(x.to(torch.float64), w.to(torch.float64), None, stride, padding, dilation, groups)
         y = y.to(torch.int64)
     if bias is not None:
-        y = y + bias.to(torch.int64).view(1, -1, 1, 1)
+        y += bias.to(torch.int64).view(1, -1, 1, 1)
     return y
 
 
-def _int_conv2d_f32(x, w, stride, padding, dilation, groups) -> torch.Tensor | None:
+def _split_weights(w: torch.Tensor, groups: int) -> dict:
+    """What the float32 paths need of the weights [O, cg, kh, kw]: L1 bounds, float32 weights, the split halves
+    stacked per group as [wh of the group; wl of the group] and their L1 bounds, all computed once."""
     o, cg = w.shape[:2]
-    l1 = w.to(torch.int64).abs().sum((2, 3))  # [O, cg]: sum of |w| over each input channel's taps
-    xmax = int(x.abs().max())
-    wf = w.to(torch.float32)
+    w64 = w.to(torch.int64)
+    wl = torch.remainder(w64, 16)
+    wh = torch.div(w64 - wl, 16, rounding_mode="floor")
+    og = o // groups
+    stacked = torch.stack([wh.view(groups, og, *w.shape[1:]), wl.view(groups, og, *w.shape[1:])], 1)
+    return {"l1": int(w64.abs().sum((1, 2, 3)).max()), "wf": w.to(torch.float32),
+            "split_l1": max(int(wh.abs().sum((1, 2, 3)).max()), int(wl.sum((1, 2, 3)).max())),
+            "split": stacked.reshape(2 * o, *w.shape[1:]).to(torch.float32),
+            "chan_l1": torch.maximum(wh.abs().sum((2, 3)), wl.sum((2, 3))), "wh": wh.to(torch.float32),
+            "wl": wl.to(torch.float32)}
+
+
+def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torch.Tensor | None:
+    cache = {} if cache is None else cache
+    if "f32" not in cache:
+        cache["f32"] = _split_weights(w, groups)
+    sw = cache["f32"]
+    lo, hi = torch.aminmax(x)
+    xmax = max(-int(lo), int(hi))
+    xf = x.to(torch.float32)
 
     def conv(a, wt):
-        return F.conv2d(a.to(torch.float32), wt, None, stride, padding, dilation, groups).to(torch.int64)
+        return F.conv2d(a, wt, None, stride, padding, dilation, groups)
 
-    if xmax * int(l1.sum(1).max()) < F32_EXACT:
-        return conv(x, wf)
-    xl = torch.remainder(x, 16)
-    xh = torch.div(x - xl, 16, rounding_mode="floor")
-    amax = max(15, int(xh.abs().max()))
-    if amax * int(l1.sum(1).max()) < F32_EXACT:
-        return conv(xh, wf) * 16 + conv(xl, wf)
+    if xmax * sw["l1"] < F32_EXACT:
+        return conv(xf, sw["wf"]).to(torch.int64)
+    if xmax * sw["split_l1"] < F32_EXACT:
+        y = conv(xf, sw["split"])  # [N, 2 O, H, W]: per group, the wh outputs then the wl outputs
+        n, _, ho, wo = y.shape
+        y = y.view(n, groups, 2, -1, ho, wo).to(torch.int64)
+        return (y[:, :, 0] * 16 + y[:, :, 1]).reshape(n, -1, ho, wo)
     if groups > 1:
         return None
-    # input-channel chunks [c0, c1) with amax * max_o sum_{c0 <= c < c1} l1[o, c] < 2^24
-    run = torch.cumsum(l1, 1)  # [O, cg]
+    # input-channel chunks [c0, c1) with xmax * max_o sum_{c0 <= c < c1} chan_l1[o, c] < 2^24
+    run = torch.cumsum(sw["chan_l1"], 1)  # [O, cg]
+    o, cg = w.shape[:2]
     y, c0 = None, 0
     while c0 < cg:
         base = run[:, c0 - 1:c0] if c0 else torch.zeros(o, 1, dtype=torch.int64)
-        fits = ((run[:, c0:] - base) * amax < F32_EXACT).all(0)  # per candidate end channel, in order
+        fits = ((run[:, c0:] - base) * xmax < F32_EXACT).all(0)  # per candidate end channel, in order
         c1 = c0 + int(fits.to(torch.int8).cumprod(0).sum())
         if c1 == c0:
             return None  # one channel alone exceeds the bound
-        part = conv(xh[:, c0:c1], wf[:, c0:c1]) * 16 + conv(xl[:, c0:c1], wf[:, c0:c1])
+        xc = xf[:, c0:c1]
+        part = conv(xc, sw["wh"][:, c0:c1]).to(torch.int64) * 16 + conv(xc, sw["wl"][:, c0:c1]).to(torch.int64)
         y = part if y is None else y + part
         c0 = c1
     return y

@@ -1,9 +1,10 @@
 """The exact-quantized network's fast path (functional.int_conv2d_exact from float32 convolutions) is bit-exact.
 
 Randomized against an independent int64 reference (im2col + int64 matrix products per group) over the layer shapes
-that take each path: one float32 convolution (small K), the x = 16 xh + xl split (K up to about 4,000), the split
-with input-channel chunks (K = 9,000), depthwise, strided/dilated/padded, the grouped case whose bound cannot be
-kept (float64 fallback), codes at the extremes of both operand formats, and a zero-size input.
+that take each path: one float32 convolution (small K), the w = 16 wh + wl split in one stacked convolution (K up
+to about 4,000; grouped too), the split with input-channel chunks (K = 9,000), depthwise, strided/dilated/padded,
+the grouped case whose bound cannot be kept (float64 fallback), codes at the extremes of both operand formats, and
+a zero-size input.
 """
 
 import numpy as np
@@ -31,6 +32,7 @@ CASES = [  # (n, c, h, w, o, kernel, stride, padding, dilation, groups, expected
     (1, 1000, 6, 7, 12, 3, 1, 1, 1, 1, "chunked"),
     (1, 32, 10, 12, 32, 3, 2, 1, 1, 32, "single"),
     (1, 40, 13, 14, 20, 3, 2, 2, 2, 1, "split"),
+    (1, 400, 6, 7, 8, 3, 1, 1, 1, 4, "split"),  # grouped: the halves stacked per group
     (1, 1200, 5, 5, 4, 3, 1, 1, 1, 2, "float64"),
 ]
 
