@@ -6,8 +6,10 @@ Each configuration runs in its own subprocess (so that its peak memory is its ow
 input, one after the other in this run. Prints time per batch, approximate-MAC/s, the ratio to float32,
 peak RSS, the projected time of the 654-image NYU test set, a per-stage profile of each quantized
 configuration (conv kernels, input quantization, requantization with dequantization, the rest of each layer,
-the work between layers) and the slowest 10 layers. ``--json`` prints all of it as JSON (ratios included), for a regression
-guard: a later change that slows the network shows in ``ratio_to_float32``.
+the work between layers) and the slowest 10 layers. ``--json`` prints all of it as JSON (ratios included), for a
+regression guard: a later change that slows the network shows in ``ratio_to_float32``; ``--baseline FILE`` (such a
+JSON, e.g. ``bench/baseline_model.json``) exits 1 when a configuration's ratio to float32 is more than
+``--tolerance`` (default 25%) above the baseline's.
 """
 
 from __future__ import annotations
@@ -47,10 +49,9 @@ def run_one(config: str, batch: int, height: int, width: int, repeat: int) -> di
     import torch
 
     from pyapprox.lut.table import LUT
+    from pyapprox.heap import keep_large_blocks
     from pyapprox.nn.config import AccelConfig
     from pyapprox.nn.quant import qconv_layers, quantize_model
-
-    from pyapprox.heap import keep_large_blocks
 
     keep_large_blocks()  # as the CLI and the evaluation workers run
     model, x = _model_and_input(height, width, batch)
@@ -129,6 +130,8 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--baseline", help="JSON of an earlier --json run: exit 1 when a ratio to float32 regressed")
+    ap.add_argument("--tolerance", type=float, default=0.25, help="allowed ratio increase over --baseline")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -158,10 +161,11 @@ def main() -> int:
         r["gmac_per_s"] = r["macs"] / r["seconds"] / 1e9
         r["ratio_to_float32"] = r["seconds"] / float_time[r["batch"]] if r["batch"] in float_time else None
         r["nyu_654_minutes"] = r["seconds"] / r["batch"] * NYU_IMAGES / 60
+    regressions = _regressions(results, args.baseline, args.tolerance) if args.baseline else []
     if args.json:
         print(json.dumps({"height": args.height, "width": args.width, "macs_per_image": macs, "cpu_threads":
                           torch.get_num_threads(), "results": results}, indent=2))
-        return 0
+        return 1 if regressions else 0
     print(f"densedepth_mbv2 at {args.height}x{args.width}: {macs / 1e9:.3f} GMAC per image; "
           f"{torch.get_num_threads()} threads; best of {args.repeat}")
     print(f"{'config':<17} {'batch':>5} {'s/batch':>9} {'GMAC/s':>8} {'x float32':>10} {'peak MB':>8} "
@@ -181,7 +185,23 @@ def main() -> int:
             print(f"\nslowest layers, lut-mbm batch {r['batch']}:")
             for name, t in r["slowest_layers"]:
                 print(f"  {1e3 * t:8.1f} ms  {name}")
-    return 0
+    if args.baseline:
+        print(f"\nagainst {args.baseline} (tolerance {100 * args.tolerance:.0f}%): "
+              + ("; ".join(regressions) if regressions else "no ratio regressed"))
+    return 1 if regressions else 0
+
+
+def _regressions(results: list[dict], baseline: str, tolerance: float) -> list[str]:
+    """'config batch B: ratio R > baseline R0' for every configuration slower relative to float32 than the
+    baseline JSON allows (configurations the baseline lacks are not judged)."""
+    with open(baseline, encoding="utf-8") as f:
+        base = {(r["config"], r["batch"]): r.get("ratio_to_float32") for r in json.load(f)["results"]}
+    out = []
+    for r in results:
+        ref = base.get((r["config"], r["batch"]))
+        if ref and r["ratio_to_float32"] and r["ratio_to_float32"] > ref * (1 + tolerance):
+            out.append(f"{r['config']} batch {r['batch']}: ratio {r['ratio_to_float32']:.2f} > baseline {ref:.2f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     kept, float64 (exact while |sums| < 2^53). ``cache``: a dict kept by the caller for these weights (unchanged)."""
     y = None
     if x.device.type == "cpu" and x.numel() and w.numel():
-        y = _int_conv2d_f32(x, w, stride, padding, dilation, groups, {} if cache is None else cache)
+        y = _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache)
     if y is None:
         y = F.conv2d(x.to(torch.float64), w.to(torch.float64), None, stride, padding, dilation, groups)
         y = y.to(torch.int64)
@@ -137,27 +137,30 @@ def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
     return y
 
 
-def _split_weights(w: torch.Tensor, groups: int) -> dict:
-    """What the float32 paths need of the weights [O, cg, kh, kw]: L1 bounds, float32 weights, the split halves
-    stacked per group as [wh of the group; wl of the group] and their L1 bounds, all computed once."""
-    o, cg = w.shape[:2]
+def _weight_bounds(w: torch.Tensor) -> dict:
+    """L1 bounds of the weights [O, cg, kh, kw] for the float32 paths: of w, and of the larger split half
+    (w = 16 wh + wl, wl in 0..15), per output channel (max) and per (output, input channel)."""
     w64 = w.to(torch.int64)
     wl = torch.remainder(w64, 16)
     wh = torch.div(w64 - wl, 16, rounding_mode="floor")
-    og = o // groups
-    stacked = torch.stack([wh.view(groups, og, *w.shape[1:]), wl.view(groups, og, *w.shape[1:])], 1)
-    return {"l1": int(w64.abs().sum((1, 2, 3)).max()), "wf": w.to(torch.float32),
-            "split_l1": max(int(wh.abs().sum((1, 2, 3)).max()), int(wl.sum((1, 2, 3)).max())),
-            "split": stacked.reshape(2 * o, *w.shape[1:]).to(torch.float32),
-            "chan_l1": torch.maximum(wh.abs().sum((2, 3)), wl.sum((2, 3))), "wh": wh.to(torch.float32),
-            "wl": wl.to(torch.float32)}
+    chan = torch.maximum(wh.abs().sum((2, 3)), wl.sum((2, 3)))  # [O, cg]
+    return {"l1": int(w64.abs().sum((1, 2, 3)).max()), "split_l1": int(chan.sum(1).max()), "chan_l1": chan}
+
+
+def _split_halves(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(wh, wl) float32 with w = 16 wh + wl, wl in 0..15."""
+    w64 = w.to(torch.int64)
+    wl = torch.remainder(w64, 16)
+    return torch.div(w64 - wl, 16, rounding_mode="floor").to(torch.float32), wl.to(torch.float32)
 
 
 def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torch.Tensor | None:
+    """The float32 paths of :func:`int_conv2d_exact`; None when none keeps the bound. ``cache`` keeps the weight
+    bounds and (for the split) the stacked halves: computed once per layer, the split only where it is used."""
     cache = {} if cache is None else cache
-    if "f32" not in cache:
-        cache["f32"] = _split_weights(w, groups)
-    sw = cache["f32"]
+    if "bounds" not in cache:
+        cache["bounds"] = _weight_bounds(w)
+    bounds = cache["bounds"]
     lo, hi = torch.aminmax(x)
     xmax = max(-int(lo), int(hi))
     xf = x.to(torch.float32)
@@ -165,18 +168,24 @@ def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torc
     def conv(a, wt):
         return F.conv2d(a, wt, None, stride, padding, dilation, groups)
 
-    if xmax * sw["l1"] < F32_EXACT:
-        return conv(xf, sw["wf"]).to(torch.int64)
-    if xmax * sw["split_l1"] < F32_EXACT:
-        y = conv(xf, sw["split"])  # [N, 2 O, H, W]: per group, the wh outputs then the wl outputs
+    if xmax * bounds["l1"] < F32_EXACT:
+        return conv(xf, w.to(torch.float32)).to(torch.int64)
+    o, cg = w.shape[:2]
+    if xmax * bounds["split_l1"] < F32_EXACT:
+        if "split" not in cache:  # per group: the wh outputs, then the wl outputs
+            wh, wl = _split_halves(w)
+            og = o // groups
+            cache["split"] = torch.stack([wh.view(groups, og, *w.shape[1:]), wl.view(groups, og, *w.shape[1:])],
+                                         1).reshape(2 * o, *w.shape[1:])
+        y = conv(xf, cache["split"])  # [N, 2 O, H, W]
         n, _, ho, wo = y.shape
         y = y.view(n, groups, 2, -1, ho, wo).to(torch.int64)
         return (y[:, :, 0] * 16 + y[:, :, 1]).reshape(n, -1, ho, wo)
     if groups > 1:
         return None
     # input-channel chunks [c0, c1) with xmax * max_o sum_{c0 <= c < c1} chan_l1[o, c] < 2^24
-    run = torch.cumsum(sw["chan_l1"], 1)  # [O, cg]
-    o, cg = w.shape[:2]
+    run = torch.cumsum(bounds["chan_l1"], 1)  # [O, cg]
+    wh, wl = _split_halves(w)
     y, c0 = None, 0
     while c0 < cg:
         base = run[:, c0 - 1:c0] if c0 else torch.zeros(o, 1, dtype=torch.int64)
@@ -185,7 +194,7 @@ def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torc
         if c1 == c0:
             return None  # one channel alone exceeds the bound
         xc = xf[:, c0:c1]
-        part = conv(xc, sw["wh"][:, c0:c1]).to(torch.int64) * 16 + conv(xc, sw["wl"][:, c0:c1]).to(torch.int64)
+        part = conv(xc, wh[:, c0:c1]).to(torch.int64) * 16 + conv(xc, wl[:, c0:c1]).to(torch.int64)
         y = part if y is None else y + part
         c0 = c1
     return y
