@@ -253,14 +253,21 @@ def run_job(ctx: EvalContext, job: Job, threads: int | None = None):
     if threads:
         _limit_threads(threads)
     keep_large_blocks()
-    ev = _EVALUATORS.get(ctx)
-    if ev is None:
-        ev = _EVALUATORS[ctx] = Evaluator(ctx)
-        release_memory()
+    ev = evaluator(ctx)
     try:
         return ev.run(job)
     finally:
         release_memory()
+
+
+def evaluator(ctx: EvalContext) -> Evaluator:
+    """This process's evaluator of ``ctx``: built on first use, then shared (by jobs run here and by the predictor's
+    operand capture), so that one process never holds two calibrated copies of a network and its data."""
+    ev = _EVALUATORS.get(ctx)
+    if ev is None:
+        ev = _EVALUATORS[ctx] = Evaluator(ctx)
+        release_memory()
+    return ev
 
 
 def lut_digests(jobs: list[Job]) -> dict[str, str]:

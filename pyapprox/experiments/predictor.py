@@ -55,16 +55,18 @@ def _capture(evaluator, progress: bool) -> dict[str, LayerProfile]:
     handles = []
 
     def hook(name):
-        def fn(module, inputs, output):
-            codes = inputs[0].to(torch.int64)
+        def fn(module, inputs, output):  # one full-size temporary at a time (int32 indices: c * width < 2^31)
+            codes = inputs[0]
             c = codes.shape[1]
-            idx = (torch.arange(c).view(1, c, 1, 1) * width + codes + off).reshape(-1)
+            idx = (torch.arange(c, dtype=torch.int32).view(1, c, 1, 1) * width + off + codes.to(torch.int32)).reshape(-1)
             h = torch.bincount(idx, minlength=c * width).reshape(c, width)
+            del idx
             hist[name] = h if hist[name] is None else hist[name] + h
             acc = output.to(torch.float64)
-            sq = (acc * acc).sum(dim=(0, 2, 3))
+            sq = acc.square_().sum(dim=(0, 2, 3))
+            del acc
             acc_sq[name] = sq if acc_sq[name] is None else acc_sq[name] + sq
-            acc_n[name] += acc.shape[0] * acc.shape[2] * acc.shape[3]
+            acc_n[name] += output.shape[0] * output.shape[2] * output.shape[3]
         return fn
 
     for n, m in layers:

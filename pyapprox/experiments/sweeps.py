@@ -11,7 +11,7 @@ import torch
 
 from pyapprox.errors import PyapproxError
 from pyapprox.eval.metrics import HIGHER_IS_BETTER, METRIC_NAMES
-from pyapprox.experiments.engine import EvalContext, Evaluator, Job, job_key, lut_digests, run_jobs
+from pyapprox.experiments.engine import EvalContext, Job, evaluator, job_key, lut_digests, run_jobs
 from pyapprox.experiments.predictor import Predictor, choose_probe, nsr_table, operand_profile, rank_correlation
 from pyapprox.hw.cost import hardware_cost
 from pyapprox.lut.library import is_lut_file
@@ -330,7 +330,7 @@ def calibrate(ctx: EvalContext, multipliers: list[str], selector: str, store, me
     rank correlation of predicted and measured degradation is computed (the probe's own layers are fitted, so
     they are left out of it). Returns {"predictor", "measured": {(layer, m): degradation}, "baseline", "record"}."""
     layers = [r.name for r in selected_layers(selector, ctx.model)]
-    profile = operand_profile(ctx, Evaluator, progress)
+    profile = operand_profile(ctx, evaluator, progress)
     nsr = nsr_table(profile, layers, sorted(set(multipliers)), ctx.accel, progress)
     probe = choose_probe(nsr)
     sweep = sweep_layers(ctx, probe, selector, store, workers, scheduler, progress)
