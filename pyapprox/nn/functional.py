@@ -140,18 +140,17 @@ def int_conv2d_exact(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
 def _weight_bounds(w: torch.Tensor) -> dict:
     """L1 bounds of the weights [O, cg, kh, kw] for the float32 paths: of w, and of the larger split half
     (w = 16 wh + wl, wl in 0..15), per output channel (max) and per (output, input channel)."""
-    w64 = w.to(torch.int64)
-    wl = torch.remainder(w64, 16)
-    wh = torch.div(w64 - wl, 16, rounding_mode="floor")
+    wh, wl = _split_halves(w)
     chan = torch.maximum(wh.abs().sum((2, 3)), wl.sum((2, 3)))  # [O, cg]
-    return {"l1": int(w64.abs().sum((1, 2, 3)).max()), "split_l1": int(chan.sum(1).max()), "chan_l1": chan}
+    return {"l1": int(w.to(torch.int64).abs().sum((1, 2, 3)).max()), "split_l1": int(chan.sum(1).max()),
+            "chan_l1": chan}
 
 
 def _split_halves(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(wh, wl) float32 with w = 16 wh + wl, wl in 0..15."""
+    """(wh, wl) int64 with w = 16 wh + wl, wl in 0..15."""
     w64 = w.to(torch.int64)
     wl = torch.remainder(w64, 16)
-    return torch.div(w64 - wl, 16, rounding_mode="floor").to(torch.float32), wl.to(torch.float32)
+    return torch.div(w64 - wl, 16, rounding_mode="floor"), wl
 
 
 def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torch.Tensor | None:
@@ -176,7 +175,7 @@ def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torc
             wh, wl = _split_halves(w)
             og = o // groups
             cache["split"] = torch.stack([wh.view(groups, og, *w.shape[1:]), wl.view(groups, og, *w.shape[1:])],
-                                         1).reshape(2 * o, *w.shape[1:])
+                                         1).reshape(2 * o, *w.shape[1:]).to(torch.float32)
         y = conv(xf, cache["split"])  # [N, 2 O, H, W]
         n, _, ho, wo = y.shape
         y = y.view(n, groups, 2, -1, ho, wo).to(torch.int64)
@@ -185,7 +184,7 @@ def _int_conv2d_f32(x, w, stride, padding, dilation, groups, cache=None) -> torc
         return None
     # input-channel chunks [c0, c1) with xmax * max_o sum_{c0 <= c < c1} chan_l1[o, c] < 2^24
     run = torch.cumsum(bounds["chan_l1"], 1)  # [O, cg]
-    wh, wl = _split_halves(w)
+    wh, wl = (h.to(torch.float32) for h in _split_halves(w))
     y, c0 = None, 0
     while c0 < cg:
         base = run[:, c0 - 1:c0] if c0 else torch.zeros(o, 1, dtype=torch.int64)
