@@ -134,6 +134,8 @@ def main() -> int:
     ap.add_argument("--tolerance", type=float, default=0.25, help="allowed ratio increase over --baseline")
     ap.add_argument("--one", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.baseline:
+        _regressions([], args.baseline, args.tolerance)  # a bad baseline file fails now, not after the runs
     if args.one:
         print(json.dumps(run_one(args.one[0], int(args.one[1]), args.height, args.width, args.repeat)))
         return 0
@@ -194,8 +196,11 @@ def main() -> int:
 def _regressions(results: list[dict], baseline: str, tolerance: float) -> list[str]:
     """'config batch B: ratio R > baseline R0' for every configuration slower relative to float32 than the
     baseline JSON allows (configurations the baseline lacks are not judged)."""
-    with open(baseline, encoding="utf-8") as f:
-        base = {(r["config"], r["batch"]): r.get("ratio_to_float32") for r in json.load(f)["results"]}
+    try:
+        with open(baseline, encoding="utf-8") as f:
+            base = {(r["config"], r["batch"]): float(r["ratio_to_float32"] or 0) for r in json.load(f)["results"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"bench_model: --baseline {baseline}: not a bench_model --json file ({exc})") from None
     out = []
     for r in results:
         ref = base.get((r["config"], r["batch"]))
